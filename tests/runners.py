@@ -19,19 +19,44 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def run(cmd: list[str], *, cwd: Path | None = None, env: dict | None = None, timeout: float = 600, check: bool = True):
+def run(
+    cmd: list[str],
+    *,
+    cwd: Path | None = None,
+    env: dict | None = None,
+    timeout: float = 600,
+    check: bool = True,
+):
     """Run `cmd`, capturing output; on an unexpected exit code show its tail."""
     proc = subprocess.run(
-        [str(c) for c in cmd], cwd=cwd, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=timeout
+        [str(c) for c in cmd],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
     if check and proc.returncode != 0:
-        raise AssertionError(f"{' '.join(map(str, cmd))} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+        raise AssertionError(
+            f"{' '.join(map(str, cmd))} exited {proc.returncode}\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+        )
     return proc
 
 
-def deepspeed_train(args: list[str], *, ranks: int = 2, cwd: Path | None = None, check: bool = True, timeout: float = 600):
+def deepspeed_train(
+    args: list[str], *, ranks: int = 2, cwd: Path | None = None, check: bool = True, timeout: float = 600
+):
     """`deepspeed --num_gpus N --module dsdet.train ARGS` on a fresh master port."""
-    cmd = [BIN / "deepspeed", "--num_gpus", str(ranks), "--master_port", str(free_port()), "--module", "dsdet.train", *args]
+    cmd = [
+        BIN / "deepspeed",
+        "--num_gpus",
+        str(ranks),
+        "--master_port",
+        str(free_port()),
+        "--module",
+        "dsdet.train",
+        *args,
+    ]
     return run(cmd, cwd=cwd, check=check, timeout=timeout)
 
 

@@ -1,0 +1,36 @@
+"""`build_model`: one entry point that builds any registered detector from scratch or from local weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+
+from dsdet.errors import DsdetError
+from dsdet.models.norm import convert_norm
+from dsdet.models.registry import check_kwargs, model_info
+from dsdet.models.weights import load_weights
+
+
+def build_model(
+    name: str,
+    num_classes: int,
+    *,
+    weights: str | Path | None = None,
+    norm: str = "batchnorm",
+    **kwargs,
+) -> nn.Module:
+    """Build detector `name` for `num_classes` (K + 1, background included), never downloading anything."""
+    info = model_info(name)
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise DsdetError(
+            f"model.num_classes: must be an integer >= 2 (classes + background), got {num_classes!r}"
+        )
+    check_kwargs(info, kwargs)
+    try:
+        model = info.builder(num_classes, **kwargs)
+    except (TypeError, ValueError) as exc:
+        raise DsdetError(f"model.kwargs: cannot build {name} with {kwargs}: {exc}") from exc
+    if weights is not None:
+        load_weights(model, weights)
+    return convert_norm(model, norm)

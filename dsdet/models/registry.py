@@ -1,0 +1,85 @@
+"""The model registry: names to builders, with checked keyword arguments."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from dsdet.errors import DsdetError
+
+# Parameters a builder fills itself: never taken from the user's kwargs.
+_RESERVED = frozenset(
+    {"self", "num_classes", "weights", "weights_backbone", "backbone", "anchor_generator", "size", "head"}
+)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What `dsdet models` shows about one registered detector."""
+
+    name: str
+    family: str
+    description: str
+    stock: bool
+    builder: Callable[..., nn.Module] = field(repr=False, compare=False)
+    accepted_kwargs: frozenset[str] = field(repr=False, compare=False)
+
+
+_REGISTRY: dict[str, ModelInfo] = {}
+
+
+def _named_parameters(fn: Callable) -> set[str]:
+    """Names of the keyword-passable parameters of a function or class constructor."""
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {p.name for p in inspect.signature(fn).parameters.values() if p.kind in kinds}
+
+
+def register_model(
+    name: str,
+    *,
+    family: str,
+    description: str,
+    stock: bool = False,
+    kwargs_from: Iterable[Callable] = (),
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Register `builder(num_classes, **kwargs)`; accepted kwargs are its own and those of `kwargs_from`."""
+
+    def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is registered twice")
+        accepted = set(_named_parameters(builder))
+        for source in kwargs_from:
+            accepted |= _named_parameters(source)
+        _REGISTRY[name] = ModelInfo(
+            name, family, description, stock, builder, frozenset(accepted - _RESERVED)
+        )
+        return builder
+
+    return decorate
+
+
+def list_models() -> list[ModelInfo]:
+    """All registered detectors, sorted by family then name."""
+    return sorted(_REGISTRY.values(), key=lambda info: (info.family, info.name))
+
+
+def model_info(name: str) -> ModelInfo:
+    """The registry entry of `name`, or a DsdetError suggesting the closest names."""
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    close = difflib.get_close_matches(name, list(_REGISTRY), n=3, cutoff=0.5)
+    hint = f"; did you mean {' or '.join(close)}?" if close else ""
+    raise DsdetError(f"model.name: unknown model {name!r}{hint} (see `dsdet models`)")
+
+
+def check_kwargs(info: ModelInfo, kwargs: dict) -> None:
+    """Raise a DsdetError naming the first keyword argument `info`'s builder does not take."""
+    for key in kwargs:
+        if key not in info.accepted_kwargs:
+            close = difflib.get_close_matches(key, sorted(info.accepted_kwargs), n=2, cutoff=0.6)
+            hint = f"; did you mean {' or '.join(close)}?" if close else ""
+            raise DsdetError(f"model.kwargs: {info.name} takes no argument {key!r}{hint}")
