@@ -20,7 +20,8 @@ def test_generate_prints_auto_config_and_writes_files(tmp_path):
     out = dsdet("generate", "--preset", "zero3_offload", "--bf16")
     assert out.returncode == 0, out.stderr
     config = json.loads(out.stdout)
-    assert config["train_batch_size"] == "auto" and config["bf16"] == {"enabled": True}
+    assert config["train_batch_size"] == "auto" and config["bf16"] == {"enabled": False}
+    assert config["torch_autocast"] == {"enabled": True, "dtype": "bfloat16"}
     assert config["zero_optimization"]["offload_param"]["device"] == "cpu"
 
     target = tmp_path / "ds.json"
@@ -48,7 +49,7 @@ def test_generate_with_world_size_resolves_every_auto():
     )
     assert out.returncode == 0, out.stderr
     config = json.loads(out.stdout)
-    assert "auto" not in out.stdout
+    assert '"auto"' not in out.stdout
     assert (
         config["train_batch_size"],
         config["train_micro_batch_size_per_gpu"],
@@ -125,10 +126,10 @@ def test_explain_summarizes_and_estimates_memory(tmp_path):
     experiment.write_text("train: {batch_size: 2, grad_accum_steps: 3, precision: bf16}\n")
     out = dsdet("explain", experiment, "--world-size", "2", "--num-params", "1000000")
     assert out.returncode == 0, out.stderr
-    assert "precision: bf16 mixed precision" in out.stdout
+    assert "precision: bfloat16 autocast, fp32 master weights" in out.stdout
     assert "batch: train_batch_size 12 = micro batch 2 x accumulation 3 x 2 rank(s)" in out.stdout
-    # bf16, ZeRO-2 over 2 ranks: weights 2 MB, gradients 1 MB, 12 MB / 2 optimizer states
-    assert "parameters 1.9 MiB, gradients 976.6 KiB, optimizer states 5.7 MiB" in out.stdout
+    # bf16 autocast keeps fp32 weights: ZeRO-2 over 2 ranks: weights 4 MB, gradients 4 MB / 2, 8 MB / 2 Adam states
+    assert "parameters 3.8 MiB, gradients 1.9 MiB, optimizer states 3.8 MiB" in out.stdout
 
 
 def test_list_presets_and_bad_arguments():

@@ -54,8 +54,11 @@ def test_offload_moves_states_off_the_accelerator():
 
 
 def test_estimate_for_a_config_reads_stage_precision_and_offload():
-    config = generate_deepspeed_config(["zero2_offload", "bf16"])
+    config = generate_deepspeed_config(["zero2_offload", "fp16"])
     assert estimate_for_config(config, PSI, world_size=4) == MemoryEstimate(2_000_000, 500_000, 0, 3_000_000)
+    # bf16 autocast keeps fp32 weights and gradients
+    config = generate_deepspeed_config(["zero2_offload", "bf16"])
+    assert estimate_for_config(config, PSI, world_size=4) == MemoryEstimate(4_000_000, 1_000_000, 0, 2_000_000)
 
 
 def test_bad_inputs_are_refused():

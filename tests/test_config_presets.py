@@ -50,7 +50,7 @@ def test_preset_contents():
     assert generate_deepspeed_config(["zero3_offload"]).zero_optimization.offload_param.device == "cpu"
     assert generate_deepspeed_config(["pipeline"]).zero_optimization.stage == 1
     bf16 = generate_deepspeed_config(["bf16"])
-    assert bf16.bf16.enabled is True and bf16.fp16.enabled is False
+    assert bf16.torch_autocast.enabled is True and bf16.bf16.enabled is False and bf16.fp16.enabled is False
     assert generate_deepspeed_config().to_deepspeed_dict(allow_auto=True) == BASE_DEEPSPEED
 
 

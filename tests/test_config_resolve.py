@@ -64,7 +64,8 @@ def test_every_auto_is_filled_from_the_experiment():
         "warmup_num_steps": 25,
         "total_num_steps": 100,
     }
-    assert ds["bf16"] == {"enabled": True} and ds["fp16"] == {"enabled": False}
+    assert ds["bf16"] == {"enabled": False} and ds["fp16"] == {"enabled": False}
+    assert ds["torch_autocast"] == {"enabled": True, "dtype": "bfloat16"}
     assert ds["gradient_clipping"] == 5.0
     # 3e6 parameters: buckets of 3e6 / 4 = 750_000 < 2**20, so 2**20; persistence 10 x isqrt(3e6) = 17_320
     assert ds["zero_optimization"] == {
@@ -183,4 +184,4 @@ def test_resolved_default_experiment_is_accepted_by_deepspeed():
         2,
         2,
     )
-    assert parsed.bfloat16_config.enabled and parsed.optimizer_name == "adamw"
+    assert parsed.torch_autocast_enabled and not parsed.bfloat16_config.enabled and parsed.optimizer_name == "adamw"

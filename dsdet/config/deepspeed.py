@@ -17,6 +17,7 @@ from dsdet.config.ds_sections import (
     FP16Config,
     MonitorConfig,
     PipelineConfig,
+    TorchAutocastConfig,
 )
 from dsdet.config.ds_zero import ZeroConfig
 from dsdet.errors import DsdetError
@@ -40,7 +41,10 @@ class DeepSpeedConfig(StrictModel):
     )
     scheduler: SchedulerConfig | None = Field(None, description="The learning-rate scheduler (null = none).")
     fp16: FP16Config = Field(default_factory=FP16Config, description="fp16 mixed precision.")
-    bf16: BF16Config = Field(default_factory=BF16Config, description="bf16 mixed precision.")
+    bf16: BF16Config = Field(default_factory=BF16Config, description="bf16 weights and optimizer.")
+    torch_autocast: TorchAutocastConfig = Field(
+        default_factory=TorchAutocastConfig, description="torch.autocast mixed precision, fp32 master weights."
+    )
     zero_optimization: ZeroConfig = Field(
         default_factory=ZeroConfig, description="ZeRO partitioning and offload."
     )
@@ -100,6 +104,8 @@ class DeepSpeedConfig(StrictModel):
                 )
         if self.fp16.enabled is True and self.bf16.enabled is True:
             problems.append("fp16.enabled and bf16.enabled are both true; enable at most one")
+        if self.torch_autocast.enabled is True and (self.fp16.enabled is True or self.bf16.enabled is True):
+            problems.append("torch_autocast.enabled cannot be combined with fp16.enabled or bf16.enabled")
         if isinstance(self.pipeline.stages, int) and self.pipeline.stages > 1 and zero.stage >= 2:
             problems.append(
                 f"pipeline.stages {self.pipeline.stages} needs zero_optimization.stage 0 or 1 "

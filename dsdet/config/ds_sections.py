@@ -27,9 +27,25 @@ class FP16Config(StrictModel):
 
 
 class BF16Config(StrictModel):
-    """bfloat16 mixed precision."""
+    """bfloat16 weights, gradients and optimizer (DeepSpeed's BF16 optimizer)."""
 
-    enabled: bool | Auto = Field(False, description="Train in bf16; 'auto' follows train.precision.")
+    enabled: bool | Auto = Field(
+        False,
+        description="Cast the whole model to bf16; detection models (BatchNorm, NMS) need torch_autocast "
+        "instead, so dsdet resolves 'auto' to false.",
+    )
+
+
+class TorchAutocastConfig(StrictModel):
+    """Mixed precision through torch.autocast with fp32 master weights (what train.precision=bf16 uses)."""
+
+    enabled: bool | Auto = Field(False, description="Run forward passes under torch.autocast; 'auto' follows train.precision.")
+    dtype: Literal["bfloat16", "float16"] | Auto = Field(
+        "bfloat16", description="Autocast dtype; 'auto' follows train.precision."
+    )
+    lower_precision_safe_modules: list[str] | None = Field(
+        None, description="Module classes whose parameters may be communicated in the autocast dtype."
+    )
 
 
 class ActivationCheckpointingConfig(StrictModel):

@@ -48,8 +48,10 @@ def _precision(config: DeepSpeedConfig) -> str:
         )
         return f"fp16 mixed precision, {scale}"
     if config.bf16.enabled is True:
-        return "bf16 mixed precision"
-    if "auto" in (config.fp16.enabled, config.bf16.enabled):
+        return "bf16 weights and optimizer (DeepSpeed bf16)"
+    if config.torch_autocast.enabled is True:
+        return f"{config.torch_autocast.dtype} autocast, fp32 master weights"
+    if "auto" in (config.fp16.enabled, config.bf16.enabled, config.torch_autocast.enabled):
         return "auto (follows train.precision of the experiment)"
     return "fp32"
 

@@ -73,6 +73,7 @@ BASE_DEEPSPEED: dict[str, Any] = {
     "zero_optimization": {"stage": 2},
     "bf16": {"enabled": "auto"},
     "fp16": {"enabled": "auto"},
+    "torch_autocast": {"enabled": "auto", "dtype": "auto"},
     "gradient_clipping": "auto",
     "steps_per_print": 1_000_000,
 }
@@ -167,7 +168,11 @@ PRESETS: dict[str, Preset] = {
                 }
             },
         ),
-        Preset("bf16", "bfloat16 mixed precision", {"bf16": {"enabled": True}, "fp16": {"enabled": False}}),
+        Preset(
+            "bf16",
+            "bfloat16 autocast with fp32 master weights",
+            {"torch_autocast": {"enabled": True, "dtype": "bfloat16"}, "bf16": {"enabled": False}, "fp16": {"enabled": False}},
+        ),
         Preset(
             "fp16",
             "fp16 mixed precision with dynamic loss scaling",

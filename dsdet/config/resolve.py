@@ -96,7 +96,8 @@ def fill_from_experiment(
     """exp.deepspeed with "auto" filled from the experiment: micro batch <- train.batch_size, accumulation <-
     train.grad_accum_steps, train_batch_size <- micro x accumulation x world_size, lr and warmup_max_lr <- train.lr,
     weight_decay <- train.weight_decay, warmup_num_steps <- warmup_steps(), total_num_steps <-
-    total_training_steps(), gradient_clipping <- train.gradient_clipping, fp16/bf16 enabled <- train.precision,
+    total_training_steps(), gradient_clipping <- train.gradient_clipping, fp16/torch_autocast enabled <- train.precision (bf16 is
+    autocast with fp32 weights, so bf16.enabled <- false),
     bucket sizes <- bucket_sizes(num_parameters). Values needing an unknown world size or step count stay "auto".
 
     With must_match, a key the experiment decides that is missing is filled too, and an explicit value that
@@ -132,7 +133,10 @@ def _experiment_targets(
         _Target(("gradient_accumulation_steps",), train.grad_accum_steps, "train.grad_accum_steps"),
         _Target(("gradient_clipping",), train.gradient_clipping, "train.gradient_clipping"),
         _Target(("fp16", "enabled"), train.precision == "fp16", "train.precision"),
-        _Target(("bf16", "enabled"), train.precision == "bf16", "train.precision"),
+        # bf16 trains under torch.autocast with fp32 weights: DeepSpeed's bf16 mode casts BatchNorm and NMS inputs.
+        _Target(("bf16", "enabled"), False, "train.precision (bf16 uses torch_autocast)"),
+        _Target(("torch_autocast", "enabled"), train.precision == "bf16", "train.precision"),
+        _Target(("torch_autocast", "dtype"), "bfloat16", None),
     ]
     targets += [
         _Target(("zero_optimization", key), size, None) for key, size in bucket_sizes(num_parameters).items()

@@ -1,0 +1,84 @@
+"""DataLoaders: list-of-images batches, seeded aspect-grouped training shards, equal-length eval shards."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from dsdet.data.dataset import DetectionDataset
+from dsdet.data.samplers import TrainBatchSampler, aspect_ratio_groups
+from dsdet.errors import DsdetError
+
+
+def collate_detection(batch: Sequence[tuple[Any, dict]]) -> tuple[list[Any], list[dict]]:
+    """Keep images and targets as lists: detection images differ in size."""
+    return [image for image, _ in batch], [target for _, target in batch]
+
+
+def seed_worker(worker_id: int) -> None:
+    """Seed numpy and `random` in a loader worker from the per-worker torch seed the loader derived."""
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def build_train_loader(
+    dataset: DetectionDataset,
+    batch_size: int,
+    *,
+    world_size: int,
+    rank: int,
+    seed: int,
+    num_workers: int = 0,
+    aspect_ratio_group_factor: int = 3,
+    drop_last: bool = True,
+) -> tuple[DataLoader, TrainBatchSampler]:
+    """This rank's training loader and its batch sampler (call `set_epoch` / `skip` on it)."""
+    sizes = [dataset.image_size(i) for i in range(len(dataset))]
+    batch_sampler = TrainBatchSampler(
+        aspect_ratio_groups(sizes, aspect_ratio_group_factor),
+        batch_size,
+        world_size=world_size,
+        rank=rank,
+        seed=seed,
+        drop_last=drop_last,
+    )
+    loader = DataLoader(
+        dataset,
+        batch_sampler=batch_sampler,
+        num_workers=num_workers,
+        collate_fn=collate_detection,
+        worker_init_fn=seed_worker,
+        generator=batch_sampler.generator,
+    )
+    return loader, batch_sampler
+
+
+def eval_shard(length: int, world_size: int, rank: int) -> list[int]:
+    """Rank `rank`'s contiguous slice of 0..length-1, padded with repeats of the first indices to equal length."""
+    if not 0 <= rank < world_size:
+        raise DsdetError(f"rank {rank} is not in 0..{world_size - 1} (world_size {world_size})")
+    per_rank = -(-length // world_size)
+    padded = [i % length for i in range(per_rank * world_size)]
+    return padded[rank * per_rank : (rank + 1) * per_rank]
+
+
+def build_eval_loader(
+    dataset: DetectionDataset, batch_size: int, *, world_size: int, rank: int, num_workers: int = 0
+) -> DataLoader:
+    """In-order loader over this rank's shard; every rank gets the same number of images and batches."""
+    if batch_size < 1:
+        raise DsdetError(f"batch_size must be at least 1, got {batch_size}")
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=eval_shard(len(dataset), world_size, rank),
+        num_workers=num_workers,
+        collate_fn=collate_detection,
+        worker_init_fn=seed_worker,
+    )

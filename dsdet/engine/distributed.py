@@ -1,0 +1,170 @@
+"""Find out how this process was launched and join the process group.
+
+Supported: the `deepspeed` launcher and `torchrun` (RANK/WORLD_SIZE/... already set), `mpirun` (OpenMPI or any
+MPI, discovered through mpi4py), Slurm `srun` (SLURM_* variables) and a single plain process.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+import torch.distributed as dist
+
+from dsdet.errors import DsdetError
+
+_TORCH_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+_MPI_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MV2_COMM_WORLD_SIZE")
+_DEFAULT_PORT = 29500
+
+
+@dataclass(frozen=True)
+class DistEnv:
+    """Where this process sits in the job."""
+
+    launcher: str  # "env" (deepspeed/torchrun), "mpi", "slurm" or "single"
+    rank: int
+    world_size: int
+    local_rank: int
+    master_addr: str
+    master_port: int
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def free_port() -> int:
+    """A TCP port that is free on the loopback interface right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _int_env(name: str) -> int:
+    value = os.environ[name]
+    try:
+        return int(value)
+    except ValueError:
+        raise DsdetError(f"environment variable {name}={value!r} is not an integer") from None
+
+
+def _from_torch_env() -> DistEnv:
+    return DistEnv(
+        launcher="env",
+        rank=_int_env("RANK"),
+        world_size=_int_env("WORLD_SIZE"),
+        local_rank=_int_env("LOCAL_RANK"),
+        master_addr=os.environ["MASTER_ADDR"],
+        master_port=_int_env("MASTER_PORT"),
+    )
+
+
+def _from_mpi() -> DistEnv:
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        raise DsdetError("launched by mpirun but mpi4py is not installed: pip install 'dsdet[mpi]'") from None
+    comm = MPI.COMM_WORLD
+    rank, world_size = comm.Get_rank(), comm.Get_size()
+    if "OMPI_COMM_WORLD_LOCAL_RANK" in os.environ:
+        local_rank = _int_env("OMPI_COMM_WORLD_LOCAL_RANK")
+    else:
+        hosts = comm.allgather(MPI.Get_processor_name())
+        local_rank = hosts[:rank].count(hosts[rank])
+    master_addr = os.environ.get("MASTER_ADDR") or comm.bcast(
+        socket.gethostbyname(socket.gethostname()) if rank == 0 else None, root=0
+    )
+    master_port = int(os.environ.get("MASTER_PORT", _DEFAULT_PORT))
+    return DistEnv("mpi", rank, world_size, local_rank, master_addr, master_port)
+
+
+def _first_slurm_host(nodelist: str) -> str:
+    """First host of a Slurm nodelist such as 'node[03-05,07],gpu1' (the compressed form srun exports)."""
+    match = re.match(r"([^,\[]+)(?:\[([^\]]+)\])?", nodelist)
+    if match is None:
+        raise DsdetError(f"cannot read the Slurm nodelist {nodelist!r}; set MASTER_ADDR")
+    prefix, ranges = match.groups()
+    return prefix + (ranges.split(",")[0].split("-")[0] if ranges else "")
+
+
+def _from_slurm() -> DistEnv:
+    nodelist = os.environ.get("SLURM_JOB_NODELIST") or os.environ.get("SLURM_NODELIST") or "127.0.0.1"
+    master_addr = os.environ.get("MASTER_ADDR") or _first_slurm_host(nodelist)
+    job_id = int(os.environ.get("SLURM_JOB_ID", "0"))
+    master_port = int(os.environ.get("MASTER_PORT", 15000 + job_id % 20000))
+    return DistEnv(
+        launcher="slurm",
+        rank=_int_env("SLURM_PROCID"),
+        world_size=_int_env("SLURM_NTASKS"),
+        local_rank=_int_env("SLURM_LOCALID") if "SLURM_LOCALID" in os.environ else 0,
+        master_addr=master_addr,
+        master_port=master_port,
+    )
+
+
+def discover_environment() -> DistEnv:
+    """Read the launcher's variables; a process started by hand is a job of one."""
+    if all(name in os.environ for name in _TORCH_VARS):
+        return _from_torch_env()
+    if any(name in os.environ for name in _MPI_VARS):
+        return _from_mpi()
+    if "SLURM_PROCID" in os.environ and "SLURM_NTASKS" in os.environ:
+        return _from_slurm()
+    return DistEnv("single", 0, 1, 0, "127.0.0.1", free_port())
+
+
+def init_distributed(timeout_s: float = 600.0) -> DistEnv:
+    """Discover the launch environment, export it as torch's env:// variables and join the process group."""
+    env = discover_environment()
+    os.environ.update(
+        RANK=str(env.rank),
+        WORLD_SIZE=str(env.world_size),
+        LOCAL_RANK=str(env.local_rank),
+        MASTER_ADDR=env.master_addr,
+        MASTER_PORT=str(env.master_port),
+    )
+    if not dist.is_initialized():
+        import deepspeed
+
+        deepspeed.init_distributed(
+            auto_mpi_discovery=False, verbose=False, timeout=timedelta(seconds=timeout_s)
+        )
+    return env
+
+
+def barrier() -> None:
+    """Wait for every rank (no-op without a process group)."""
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def all_gather_object(obj: object) -> list[object]:
+    """Every rank's `obj`, in rank order (a one-element list without a process group)."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return [obj]
+    gathered: list[object] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+def broadcast_object(obj: object, src: int = 0) -> object:
+    """Rank `src`'s `obj` on every rank."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
+
+
+def any_rank(flag: bool) -> bool:
+    """True on every rank when `flag` is true on at least one."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return flag
+    value = torch.tensor([1 if flag else 0])
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())

@@ -1,0 +1,59 @@
+"""Consolidate a DeepSpeed checkpoint of any ZeRO stage into a plain fp32 PyTorch state dict."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+from pathlib import Path
+
+import torch
+from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
+from dsdet.engine.checkpoint import CheckpointRef, find_checkpoint
+from dsdet.errors import DsdetError
+
+RUN_INFO = "run_info.json"
+
+
+def run_info(ref: CheckpointRef) -> dict:
+    """What the checkpoint was trained with: experiment, class names, label → category id map."""
+    path = ref.path / RUN_INFO
+    if not path.is_file():
+        raise DsdetError(f"checkpoint {ref.path} has no {RUN_INFO}: it was not written by dsdet")
+    return json.loads(path.read_text())
+
+
+def _has_zero_optimizer_states(path: Path) -> bool:
+    files = sorted(path.glob("*zero_pp_rank_*_optim_states.pt"))
+    return bool(files) and not files[0].name.startswith("bf16_")
+
+
+def consolidated_state_dict(ref: CheckpointRef) -> dict[str, torch.Tensor]:
+    """fp32 weights of the whole model, gathered from every rank's shard (DeepSpeed's zero_to_fp32)."""
+    if _has_zero_optimizer_states(ref.path):
+        with contextlib.redirect_stdout(io.StringIO()):
+            state = get_fp32_state_dict_from_zero_checkpoint(str(ref.root), tag=ref.tag)
+    else:  # ZeRO stage 0: rank 0's model states hold every weight
+        model_file = ref.path / "mp_rank_00_model_states.pt"
+        if not model_file.is_file():
+            raise DsdetError(f"checkpoint {ref.path} holds no model states file")
+        state = torch.load(model_file, map_location="cpu", weights_only=False)["module"]
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
+def export_checkpoint(spec: str | Path, out: str | Path) -> Path:
+    """Write `out` (a plain state dict) and `out`.json (model name, kwargs, classes) from a checkpoint."""
+    ref = find_checkpoint(spec)
+    info = run_info(ref)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    torch.save(consolidated_state_dict(ref), tmp)
+    tmp.replace(out)
+    meta = {
+        "checkpoint": str(ref.path),
+        **{k: info[k] for k in ("model", "class_names", "label_to_category_id")},
+    }
+    out.with_suffix(out.suffix + ".json").write_text(json.dumps(meta, indent=1))
+    return out

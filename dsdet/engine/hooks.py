@@ -1,0 +1,212 @@
+"""Hooks around the training loop: progress and console summary, TensorBoard, evaluation, checkpoints."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from dsdet.engine import checkpoint as ckpt
+from dsdet.engine.distributed import all_gather_object, barrier
+from dsdet.engine.export import RUN_INFO
+from dsdet.engine.trainer import Hook, Trainer
+from dsdet.eval import draw_detections, format_metrics
+
+log = logging.getLogger("dsdet")
+
+
+class ProgressHook(Hook):
+    """Rank 0: a progress bar with ETA per epoch and a one-line summary after it; other ranks stay quiet."""
+
+    def __init__(self, is_main: bool, images_per_step: int, enabled: bool = True):
+        self.is_main = is_main
+        self.images_per_step = images_per_step
+        self.enabled = enabled and is_main
+        self.bar: tqdm | None = None
+        self.epoch_start = 0.0
+        self.steps_at_start = 0
+
+    def before_epoch(self, trainer: Trainer) -> None:
+        self.epoch_start = time.perf_counter()
+        self.steps_at_start = trainer.state.global_step
+        if self.enabled:
+            self.bar = tqdm(
+                total=trainer.batches_per_epoch,
+                initial=trainer.state.batch_in_epoch,
+                desc=f"epoch {trainer.state.epoch + 1}/{trainer.epochs}",
+                dynamic_ncols=True,
+                leave=False,
+            )
+
+    def after_step(self, trainer: Trainer) -> None:
+        if self.bar is not None:
+            self.bar.n = trainer.state.batch_in_epoch
+            self.bar.set_postfix(
+                loss=f"{trainer.state.losses.get('loss', float('nan')):.3f}", lr=f"{trainer.strategy.lr:.2e}"
+            )
+
+    def images_per_second(self, trainer: Trainer) -> float:
+        elapsed = max(time.perf_counter() - self.epoch_start, 1e-9)
+        return (trainer.state.global_step - self.steps_at_start) * self.images_per_step / elapsed
+
+    def after_epoch(self, trainer: Trainer) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        if self.is_main:
+            state = trainer.state
+            parts = [
+                f"epoch {state.epoch}/{trainer.epochs}",
+                f"step {state.global_step}",
+                f"loss {state.losses.get('loss', float('nan')):.4f}",
+                f"lr {trainer.strategy.lr:.2e}",
+                f"{self.images_per_second(trainer):.1f} img/s",
+                f"{time.perf_counter() - self.epoch_start:.0f} s",
+            ]
+            if state.metrics:
+                parts.append(format_metrics(state.metrics))
+            log.info(" | ".join(parts))
+
+
+class ScalarLogHook(Hook):
+    """Rank 0: every loss component, lr and images/s every `every` steps to TensorBoard and `train_log.jsonl`;
+    mAP and sample val images with boxes drawn after each evaluation."""
+
+    def __init__(self, output_dir: Path, every: int, images_per_step: int):
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.writer = SummaryWriter(str(output_dir / "tensorboard"))
+        self.jsonl = output_dir / "train_log.jsonl"
+        self.every = max(1, every)
+        self.images_per_step = images_per_step
+        self.last_time = time.perf_counter()
+        self.last_step = 0
+
+    def before_train(self, trainer: Trainer) -> None:
+        self.last_step = trainer.state.global_step
+        self.last_time = time.perf_counter()
+
+    def after_step(self, trainer: Trainer) -> None:
+        step = trainer.state.global_step
+        if step % self.every:
+            return
+        now = time.perf_counter()
+        scalars = {
+            **trainer.state.losses,
+            "lr": trainer.strategy.lr,
+            "images_per_s": (step - self.last_step) * self.images_per_step / max(now - self.last_time, 1e-9),
+        }
+        self.last_time, self.last_step = now, step
+        for name, value in scalars.items():
+            self.writer.add_scalar(f"train/{name}", value, step)
+        with self.jsonl.open("a") as f:
+            f.write(json.dumps({"step": step, "epoch": trainer.state.epoch, **scalars}) + "\n")
+
+    def log_eval(self, step: int, metrics: dict[str, float], images: Sequence[torch.Tensor]) -> None:
+        for name, value in metrics.items():
+            self.writer.add_scalar(f"val/{name}", value, step)
+        for i, image in enumerate(images):
+            self.writer.add_image(f"val/sample_{i}", image, step)
+        self.writer.flush()
+
+    def after_train(self, trainer: Trainer) -> None:
+        self.writer.close()
+
+
+class EvalHook(Hook):
+    """Every `every_epochs` epochs (and at the end): COCO metrics on all ranks, best-metric tracking."""
+
+    def __init__(
+        self,
+        run_eval: Callable[[], tuple[dict[str, float], list]],
+        every_epochs: int,
+        class_names: Sequence[str],
+        metrics_file: Path | None,
+        tensorboard: ScalarLogHook | None,
+        key: str = "AP",
+    ):
+        self.run_eval = run_eval
+        self.every_epochs = every_epochs
+        self.class_names = list(class_names)
+        self.metrics_file = metrics_file
+        self.tensorboard = tensorboard
+        self.key = key
+        self.evaluated_at: int | None = None
+
+    def evaluate(self, trainer: Trainer) -> None:
+        state = trainer.state
+        metrics, samples = self.run_eval()
+        state.metrics = metrics
+        self.evaluated_at = state.global_step
+        value = metrics.get(self.key)
+        if value is not None and (state.best_metric is None or value > state.best_metric):
+            state.best_metric = value
+            state.best_tag = ckpt.tag_for_step(state.global_step)
+        if self.metrics_file is not None:
+            with self.metrics_file.open("a") as f:
+                f.write(json.dumps({"epoch": state.epoch, "step": state.global_step, **metrics}) + "\n")
+        if self.tensorboard is not None:
+            images = [draw_detections(img, pred, tgt, self.class_names) for img, tgt, pred in samples]
+            self.tensorboard.log_eval(state.global_step, metrics, images)
+
+    def after_epoch(self, trainer: Trainer) -> None:
+        if self.every_epochs > 0 and trainer.state.epoch % self.every_epochs == 0:
+            self.evaluate(trainer)
+
+    def after_train(self, trainer: Trainer) -> None:
+        if self.every_epochs > 0 and self.evaluated_at != trainer.state.global_step:
+            self.evaluate(trainer)
+
+
+class CheckpointHook(Hook):
+    """Save every `every_steps` optimizer steps, after each epoch and at the end; keep the last `keep_last`."""
+
+    def __init__(
+        self,
+        root: Path,
+        every_steps: int | None,
+        keep_last: int,
+        run_info: dict,
+        rng_state: Callable[[], dict],
+    ):
+        self.root = root
+        self.every_steps = every_steps
+        self.keep_last = keep_last
+        self.run_info = run_info
+        self.rng_state = rng_state
+        self.saved_at: int | None = None
+
+    def before_train(self, trainer: Trainer) -> None:
+        # A run that starts past step 0 was loaded from the checkpoint of that step: never overwrite it.
+        self.saved_at = trainer.state.global_step or None
+
+    def save(self, trainer: Trainer) -> None:
+        state = trainer.state
+        if self.saved_at == state.global_step:
+            return
+        ref = ckpt.CheckpointRef(self.root, ckpt.tag_for_step(state.global_step))
+        client_state = {"trainer": state.to_dict(), "rng": all_gather_object(self.rng_state())}
+        trainer.strategy.save(ref, client_state, extra_files={RUN_INFO: json.dumps(self.run_info, indent=1)})
+        self.saved_at = state.global_step
+        if trainer.strategy.is_main:
+            removed = ckpt.prune(
+                self.root, self.keep_last, protect={state.best_tag} if state.best_tag else set()
+            )
+            if removed:
+                log.debug("pruned checkpoints %s", removed)
+        barrier()
+
+    def after_step(self, trainer: Trainer) -> None:
+        if self.every_steps and trainer.state.global_step % self.every_steps == 0:
+            self.save(trainer)
+
+    def after_epoch(self, trainer: Trainer) -> None:
+        self.save(trainer)
+
+    def after_train(self, trainer: Trainer) -> None:
+        self.save(trainer)

@@ -1,0 +1,145 @@
+"""The one object that owns DeepSpeed: initialize, precision, backward/step, save and load.
+
+The training loop talks to this class only, so it reads like plain PyTorch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import deepspeed
+import torch
+from deepspeed.accelerator import get_accelerator
+from torch import nn
+
+from dsdet.engine import checkpoint as ckpt
+from dsdet.engine.distributed import barrier
+from dsdet.errors import DsdetError
+
+log = logging.getLogger("dsdet.engine")
+
+
+def check_precision_supported(ds_config: dict) -> None:
+    """Refuse fp16 where DeepSpeed cannot run it, with the reason and what to use instead."""
+    accelerator = get_accelerator()
+    if ds_config.get("fp16", {}).get("enabled") and accelerator.device_name() == "cpu":
+        raise DsdetError(
+            "fp16 needs a GPU: DeepSpeed's CPU accelerator has no fp16 support; "
+            "set train.precision=bf16 or train.precision=fp32"
+        )
+    if ds_config.get("bf16", {}).get("enabled") and not accelerator.is_bf16_supported():
+        raise DsdetError(f"bf16 is not supported on {accelerator.device_name()}; set train.precision=fp32")
+
+
+class DeepSpeedStrategy:
+    """Builds, wraps, steps, saves and restores a model with DeepSpeed."""
+
+    def __init__(self, ds_config: dict):
+        check_precision_supported(ds_config)
+        self.ds_config = ds_config
+        self.engine: deepspeed.DeepSpeedEngine | None = None
+
+    @property
+    def zero_stage(self) -> int:
+        return int(self.ds_config.get("zero_optimization", {}).get("stage", 0))
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device(get_accelerator().current_device_name())
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """The dtype forward passes compute in (autocast or DeepSpeed's low-precision weights)."""
+        autocast = self.ds_config.get("torch_autocast", {})
+        if autocast.get("enabled"):
+            return {"bfloat16": torch.bfloat16, "float16": torch.float16}[autocast.get("dtype", "bfloat16")]
+        if self.ds_config.get("bf16", {}).get("enabled"):
+            return torch.bfloat16
+        if self.ds_config.get("fp16", {}).get("enabled"):
+            return torch.float16
+        return torch.float32
+
+    def prepare(self, model: nn.Module) -> None:
+        """`deepspeed.initialize` the model with the optimizer and scheduler of the config."""
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        self.engine, _, _, _ = deepspeed.initialize(
+            model=model, model_parameters=trainable, config=self.ds_config
+        )
+
+    @property
+    def module(self) -> nn.Module:
+        """The wrapped model, for evaluation (ZeRO-3 gathers parameters during its forward)."""
+        return self.engine.module
+
+    @contextlib.contextmanager
+    def autocast(self) -> Iterator[None]:
+        """Mixed-precision region for forward passes outside the engine, such as evaluation (no-op in fp32)."""
+        if self.compute_dtype == torch.float32:
+            yield
+            return
+        with torch.autocast(device_type=self.device.type, dtype=self.compute_dtype):
+            yield
+
+    def to_device(self, images: list[torch.Tensor], targets: list[dict]) -> tuple[list, list]:
+        """Move a batch to the training device."""
+        device = self.device
+        images = [img.to(device, non_blocking=True) for img in images]
+        targets = [{k: v.to(device) if torch.is_tensor(v) else v for k, v in t.items()} for t in targets]
+        return images, targets
+
+    def forward(self, images: list[torch.Tensor], targets: list[dict]) -> dict[str, torch.Tensor]:
+        """The model's loss dict for one micro-batch (DeepSpeed applies torch_autocast itself)."""
+        self.engine.train()
+        return self.engine(images, targets)
+
+    def backward_and_step(self, loss: torch.Tensor) -> bool:
+        """Backward and (at an accumulation boundary) optimizer step; True when the optimizer stepped."""
+        boundary = self.engine.is_gradient_accumulation_boundary()
+        self.engine.backward(loss)
+        self.engine.step()
+        return boundary
+
+    @property
+    def global_step(self) -> int:
+        return int(self.engine.global_steps)
+
+    @property
+    def lr(self) -> float:
+        return float(self.engine.get_lr()[0])
+
+    @property
+    def is_main(self) -> bool:
+        return self.engine.global_rank == 0
+
+    def save(
+        self, ref: ckpt.CheckpointRef, client_state: dict[str, Any], extra_files: dict[str, str]
+    ) -> None:
+        """Save on every rank; then rank 0 adds `extra_files`, marks the checkpoint complete and points `latest` at it."""
+        self.engine.save_checkpoint(str(ref.root), tag=ref.tag, client_state=client_state, save_latest=False)
+        barrier()
+        if self.is_main:
+            for name, text in extra_files.items():
+                (ref.path / name).write_text(text)
+            ckpt.mark_complete(
+                ref, {"global_step": self.global_step, "epoch": client_state["trainer"]["epoch"]}
+            )
+            latest_tmp = ref.root / "latest.tmp"
+            latest_tmp.write_text(ref.tag)
+            latest_tmp.replace(ref.root / "latest")
+        barrier()
+
+    def load(self, ref: ckpt.CheckpointRef, *, module_only: bool = False) -> dict[str, Any]:
+        """Restore model, optimizer, scheduler (unless `module_only`) and return the client state."""
+        load_path, client_state = self.engine.load_checkpoint(
+            str(ref.root),
+            tag=ref.tag,
+            load_module_only=module_only,
+            load_optimizer_states=not module_only,
+            load_lr_scheduler_states=not module_only,
+        )
+        if load_path is None:
+            raise DsdetError(f"DeepSpeed could not load checkpoint {ref.path}")
+        return client_state or {}

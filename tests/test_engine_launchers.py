@@ -1,0 +1,104 @@
+"""dsdet.train under every launcher it supports: single process, torchrun, mpirun (mpi4py) and Slurm's variables."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from dsdet.engine.checkpoint import checkpoints_dir, latest_good
+from tests.runners import BIN, free_port, read_jsonl, run
+from tests.test_engine_train import small_run
+
+pytestmark = pytest.mark.distributed
+
+
+def check_trained(out, steps: int = 2) -> None:
+    assert [row["step"] for row in read_jsonl(out / "train_log.jsonl")] == list(range(1, steps + 1))
+    assert latest_good(checkpoints_dir(out)).info()["global_step"] == steps
+
+
+def test_single_plain_process(mini_data_dir, tmp_path):
+    out = tmp_path / "single"
+    run([sys.executable, "-m", "dsdet.train", *small_run(mini_data_dir, out, "train.max_steps=2")])
+    check_trained(out)
+
+
+def test_dsdet_train_command_is_the_same(mini_data_dir, tmp_path):
+    out = tmp_path / "cli"
+    run([sys.executable, "-m", "dsdet", "train", *small_run(mini_data_dir, out, "train.max_steps=2")])
+    check_trained(out)
+
+
+def test_torchrun(mini_data_dir, tmp_path):
+    out = tmp_path / "torchrun"
+    run(
+        [
+            BIN / "torchrun",
+            "--nproc-per-node",
+            "2",
+            "--master-port",
+            str(free_port()),
+            "-m",
+            "dsdet.train",
+            *small_run(mini_data_dir, out, "train.max_steps=2"),
+        ]
+    )
+    check_trained(out)
+
+
+def test_mpirun_discovers_ranks_through_mpi4py(mini_data_dir, tmp_path):
+    out = tmp_path / "mpi"
+    env = {
+        "OMPI_ALLOW_RUN_AS_ROOT": "1",
+        "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+        "MASTER_PORT": str(free_port()),
+    }
+    run(
+        [
+            "mpirun",
+            "-np",
+            "2",
+            "--oversubscribe",
+            "-x",
+            "MASTER_PORT",
+            "-x",
+            "DSDET_DATA_DIR",
+            "-x",
+            "PATH",
+            sys.executable,
+            "-m",
+            "dsdet.train",
+            *small_run(mini_data_dir, out, "train.max_steps=2"),
+        ],
+        env=env,
+    )
+    check_trained(out)
+
+
+def test_slurm_variables(mini_data_dir, tmp_path):
+    """Two processes started the way `srun --ntasks 2` starts them (SLURM_* variables, no RANK/WORLD_SIZE)."""
+    out = tmp_path / "slurm"
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+    }
+    base.update(
+        SLURM_NTASKS="2", SLURM_JOB_ID="4242", SLURM_JOB_NODELIST="localhost", MASTER_PORT=str(free_port())
+    )
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "dsdet.train", *small_run(mini_data_dir, out, "train.max_steps=2")],
+            env={**base, "SLURM_PROCID": str(rank), "SLURM_LOCALID": str(rank)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for rank in range(2)
+    ]
+    outputs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    check_trained(out)
