@@ -37,3 +37,21 @@ def mini_data_dir(default_data_dir: Path, tmp_path_factory) -> Path:
     _subset(default_data_dir / "annotations" / "train.json", root / "annotations" / "train.json", 32)
     _subset(default_data_dir / "annotations" / "val.json", root / "annotations" / "val.json", 8)
     return root
+
+
+@pytest.fixture(scope="module")
+def process_group():
+    """A real one-rank gloo process group joined through dsdet's own init (for DeepSpeed code run in-process)."""
+    import torch.distributed as dist
+
+    from dsdet.engine.distributed import init_distributed
+
+    saved = {k: os.environ.get(k) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env = init_distributed()
+    yield env
+    dist.destroy_process_group()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value

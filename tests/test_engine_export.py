@@ -56,7 +56,7 @@ def test_export_loads_strictly_into_torchvision_and_predicts_identically(
     ours = load_trained_model(trained_run).model
     images = [read_image(p) for p in sorted((mini_data_dir / "images" / "val").glob("*.jpg"))[:2]]
     with torch.no_grad():
-        for a, b in zip(stock(images), ours(images)):
+        for a, b in zip(stock(images), ours(images), strict=True):
             for key in ("boxes", "scores", "labels"):
                 assert torch.equal(a[key], b[key]), key
 

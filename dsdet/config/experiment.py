@@ -108,6 +108,11 @@ class TrainSection(StrictModel):
     )
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Training precision.")
     gradient_clipping: Annotated[Float, Field(ge=0)] = Field(0.0, description="Max gradient norm (0 = off).")
+    activation_checkpointing: bool = Field(
+        False,
+        description="Recompute backbone block activations in the backward pass (less memory, more time); "
+        "configured by deepspeed.activation_checkpointing.",
+    )
     seed: Annotated[Int, Field(ge=0)] = Field(42, description="Random seed.")
     output_dir: str = Field(
         "runs/default", min_length=1, description="Checkpoints, logs and exports go here."
@@ -175,6 +180,7 @@ _HASH_IGNORED = {
         "checkpoint_every_steps",
         "keep_last",
         "export_on_finish",
+        "activation_checkpointing",
     ),
     "data": ("num_workers",),
     "eval": ("num_vis_images",),

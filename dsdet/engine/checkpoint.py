@@ -1,12 +1,14 @@
 """Checkpoint directory bookkeeping: tags, completeness markers, resume lookup and pruning.
 
 DeepSpeed writes each checkpoint into `<output_dir>/checkpoints/<tag>/`. A checkpoint counts only once rank 0
-has written `dsdet_complete.json` into it after every rank finished saving; the marker lists each file's size,
-so a truncated checkpoint is detected and auto-resume falls back to the newest good one.
+has written `dsdet_complete.json` into it after every rank finished saving; the marker lists each file's size
+and SHA-256, so a checkpoint that was cut short, truncated or corrupted later is detected and auto-resume falls
+back to the newest good one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -55,25 +57,42 @@ def check_tag(tag: str) -> str:
     return tag
 
 
+def begin_save(ref: CheckpointRef) -> None:
+    """Rank 0, before every rank saves into `ref`: drop what an earlier or interrupted save left there, so the
+    tag reads as incomplete until this save is marked complete."""
+    shutil.rmtree(ref.path, ignore_errors=True)
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes, in hex."""
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
 def mark_complete(ref: CheckpointRef, info: dict) -> None:
     """Write the completeness marker atomically (rank 0, after every rank has saved)."""
-    files = {
-        str(p.relative_to(ref.path)): p.stat().st_size
+    paths = {
+        str(p.relative_to(ref.path)): p
         for p in sorted(ref.path.rglob("*"))
         if p.is_file() and p.name != MARKER
     }
+    files = {name: p.stat().st_size for name, p in paths.items()}
+    digests = {name: file_digest(p) for name, p in paths.items()}
     tmp = ref.path / (MARKER + ".tmp")
-    tmp.write_text(json.dumps({**info, "tag": ref.tag, "files": files}, indent=1))
+    tmp.write_text(json.dumps({**info, "tag": ref.tag, "files": files, "sha256": digests}, indent=1))
     os.replace(tmp, ref.path / MARKER)
 
 
-def problem(ref: CheckpointRef) -> str | None:
-    """Why this checkpoint cannot be used, or None when it is complete and intact."""
+def problem(ref: CheckpointRef, verify_contents: bool = True) -> str | None:
+    """Why this checkpoint cannot be used, or None when it is complete and intact.
+
+    Sizes are always checked; `verify_contents` also compares each file's SHA-256 with the one recorded."""
     if not (ref.path / MARKER).is_file():
         return "incomplete (no completion marker: the save was interrupted)"
     try:
-        files = ref.info()["files"]
-    except (ValueError, KeyError):
+        marker = ref.info()
+        files, digests = marker["files"], marker.get("sha256", {})
+    except (ValueError, KeyError, TypeError):
         return f"its {MARKER} is unreadable"
     for name, size in files.items():
         file = ref.path / name
@@ -81,6 +100,10 @@ def problem(ref: CheckpointRef) -> str | None:
             return f"file {name} is missing"
         if file.stat().st_size != size:
             return f"file {name} is truncated or changed ({file.stat().st_size} bytes, expected {size})"
+    if verify_contents:
+        for name, digest in digests.items():
+            if file_digest(ref.path / name) != digest:
+                return f"file {name} is corrupted (its SHA-256 differs from the one recorded at save time)"
     return None
 
 
@@ -125,7 +148,7 @@ def find_checkpoint(spec: str | Path, output_dir: str | Path | None = None) -> C
 
 def prune(root: Path, keep_last: int, protect: set[str]) -> list[str]:
     """Delete all but the newest `keep_last` complete checkpoints (never a protected tag); return removed tags."""
-    complete = [t for t in list_tags(root) if problem(CheckpointRef(root, t)) is None]
+    complete = [t for t in list_tags(root) if problem(CheckpointRef(root, t), verify_contents=False) is None]
     doomed = [t for t in complete[: max(0, len(complete) - keep_last)] if t not in protect]
     for tag in doomed:
         shutil.rmtree(root / tag, ignore_errors=True)

@@ -16,8 +16,8 @@ from dsdet.data import (
     build_transforms,
     prepare_default_dataset,
 )
-from dsdet.engine.distributed import DistEnv
 from dsdet.errors import DsdetError
+from dsdet.models.registry import model_info
 
 
 @dataclass
@@ -53,11 +53,26 @@ def build_datasets(exp: ExperimentConfig, root: str) -> tuple[DetectionDataset, 
     """Train and val datasets with their transforms."""
     d = exp.data
     augment = [item.model_dump() for item in d.augment]
+    with_masks = (
+        model_info(exp.model.name).family == "mask-rcnn"
+    )  # instance masks only where a model learns them
     train_set = build_dataset(
-        d.format, root, d.train.images, d.train.annotations, d.classes, build_transforms(augment, train=True)
+        d.format,
+        root,
+        d.train.images,
+        d.train.annotations,
+        d.classes,
+        build_transforms(augment, train=True),
+        with_masks=with_masks,
     )
     val_set = build_dataset(
-        d.format, root, d.val.images, d.val.annotations, d.classes, build_transforms(augment, train=False)
+        d.format,
+        root,
+        d.val.images,
+        d.val.annotations,
+        d.classes,
+        build_transforms(augment, train=False),
+        with_masks=with_masks,
     )
     if train_set.class_names != val_set.class_names:
         raise DsdetError(
@@ -72,15 +87,15 @@ def build_datasets(exp: ExperimentConfig, root: str) -> tuple[DetectionDataset, 
     return train_set, val_set
 
 
-def build_data(exp: ExperimentConfig, env: DistEnv) -> DataBundle:
-    """Datasets plus train/val loaders sharded for this rank."""
+def build_data(exp: ExperimentConfig, world_size: int, rank: int) -> DataBundle:
+    """Datasets plus train/val loaders sharded over `world_size` data-parallel ranks, for `rank`."""
     train_set, val_set = build_datasets(exp, dataset_root(exp))
     batch_size = exp.train.batch_size
     train_loader, batch_sampler = build_train_loader(
         train_set,
         batch_size,
-        world_size=env.world_size,
-        rank=env.rank,
+        world_size=world_size,
+        rank=rank,
         seed=exp.train.seed,
         num_workers=exp.data.num_workers,
         aspect_ratio_group_factor=exp.data.aspect_ratio_group_factor,
@@ -88,13 +103,13 @@ def build_data(exp: ExperimentConfig, env: DistEnv) -> DataBundle:
     if len(train_loader) == 0:
         raise DsdetError(
             f"the train split has {len(train_set)} images: too few for train.batch_size={batch_size} "
-            f"on {env.world_size} ranks; lower train.batch_size"
+            f"on {world_size} ranks; lower train.batch_size"
         )
     val_loader = build_eval_loader(
         val_set,
         exp.eval.batch_size or batch_size,
-        world_size=env.world_size,
-        rank=env.rank,
+        world_size=world_size,
+        rank=rank,
         num_workers=exp.data.num_workers,
     )
     return DataBundle(train_set, val_set, train_loader, batch_sampler, val_loader, batch_size)

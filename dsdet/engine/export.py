@@ -11,6 +11,7 @@ import torch
 from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
 from dsdet.engine.checkpoint import CheckpointRef, find_checkpoint
+from dsdet.engine.pipeline import plain_state_dict
 from dsdet.errors import DsdetError
 
 RUN_INFO = "run_info.json"
@@ -30,8 +31,11 @@ def _has_zero_optimizer_states(path: Path) -> bool:
 
 
 def consolidated_state_dict(ref: CheckpointRef) -> dict[str, torch.Tensor]:
-    """fp32 weights of the whole model, gathered from every rank's shard (DeepSpeed's zero_to_fp32)."""
-    if _has_zero_optimizer_states(ref.path):
+    """fp32 weights of the whole model, gathered from every rank's shard (DeepSpeed's zero_to_fp32), or from
+    the per-layer files of a pipeline-parallel checkpoint."""
+    if any(ref.path.glob("layer_*-model_states.pt")):
+        state = plain_state_dict(ref.path)
+    elif _has_zero_optimizer_states(ref.path):
         with contextlib.redirect_stdout(io.StringIO()):
             state = get_fp32_state_dict_from_zero_checkpoint(str(ref.root), tag=ref.tag)
     else:  # ZeRO stage 0: rank 0's model states hold every weight

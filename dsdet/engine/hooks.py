@@ -159,6 +159,8 @@ class EvalHook(Hook):
             self.evaluate(trainer)
 
     def after_train(self, trainer: Trainer) -> None:
+        if trainer.stop_requested:  # preempted: the checkpoint must be written within the grace period
+            return
         if self.every_epochs > 0 and self.evaluated_at != trainer.state.global_step:
             self.evaluate(trainer)
 

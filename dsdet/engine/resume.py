@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import random
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 
 from dsdet.config import ExperimentConfig
 from dsdet.engine import checkpoint as ckpt
-from dsdet.engine.distributed import DistEnv
+from dsdet.engine import universal
+from dsdet.engine.distributed import DistEnv, barrier
 from dsdet.engine.export import run_info
 from dsdet.engine.strategy import DeepSpeedStrategy
 from dsdet.engine.trainer import Trainer
@@ -38,26 +42,71 @@ def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
 
 
-def resume(
-    trainer: Trainer, strategy: DeepSpeedStrategy, exp: ExperimentConfig, env: DistEnv, batch_size: int
-) -> None:
-    """Load `train.resume` (auto: the newest good checkpoint of the run) into the engine and the trainer state."""
+def model_identity(exp: ExperimentConfig, num_classes: int) -> dict[str, Any]:
+    """What fixes the model's parameter shapes; stored in run_info.json and compared on resume."""
+    m = exp.model
+    return {"name": m.name, "num_classes": num_classes, "norm": m.norm, "kwargs": m.kwargs}
+
+
+@dataclass(frozen=True)
+class ResumePlan:
+    """The checkpoint to resume (None: a fresh run) and what DeepSpeed loads: it, or its universal form."""
+
+    ref: ckpt.CheckpointRef | None = None
+    saved: dict[str, Any] = field(default_factory=dict)  # the checkpoint's run_info.json
+    universal: ckpt.CheckpointRef | None = None
+
+    def deepspeed_config(self, ds_config: dict) -> dict:
+        """The DeepSpeed config to initialize with (universal loading switched on when needed)."""
+        return universal.with_universal_loading(ds_config) if self.universal else ds_config
+
+
+def plan_resume(exp: ExperimentConfig, env: DistEnv, num_classes: int, ds_config: dict) -> ResumePlan:
+    """Find `train.resume` (auto: the run's newest good checkpoint), check it fits this model, and convert it
+    to a universal checkpoint (rank 0, once) when the world size or ZeRO stage changed. Call on every rank."""
     ref = ckpt.find_checkpoint(exp.train.resume, exp.train.output_dir) if exp.train.resume else None
     if ref is None:
-        return
+        return ResumePlan()
     saved = run_info(ref)
-    if saved["model"]["name"] != exp.model.name:
+    wanted = model_identity(exp, num_classes)
+    if json.dumps(saved["model"], sort_keys=True) != json.dumps(wanted, sort_keys=True):
         raise DsdetError(
-            f"checkpoint {ref.path} is from model {saved['model']['name']!r}, not {exp.model.name!r}; "
+            f"checkpoint {ref.path} is from another model ({saved['model']}, this run builds {wanted}); "
             "point train.resume at a checkpoint of this model or set train.resume=null"
         )
-    client_state = strategy.load(ref)
+    layout = universal.Layout.of(int(saved["world_size"]), saved["deepspeed"])
+    if not universal.needs_universal(ref, layout, universal.Layout.of(env.world_size, ds_config)):
+        return ResumePlan(ref, saved)
+    if env.is_main:
+        universal.convert(ref)
+    barrier()
+    return ResumePlan(ref, saved, universal.universal_ref(ref))
+
+
+def resume(
+    trainer: Trainer,
+    strategy: DeepSpeedStrategy,
+    plan: ResumePlan,
+    exp: ExperimentConfig,
+    env: DistEnv,
+    batch_size: int,
+) -> None:
+    """Load the planned checkpoint into the engine and the trainer state; restore or rescale the data position."""
+    if plan.ref is None:
+        return
+    if plan.universal is not None:
+        client_state = strategy.load(plan.universal)
+        universal.restore_buffers(strategy.module, plan.universal)
+    else:
+        client_state = strategy.load(plan.ref)
     trainer.state.load(client_state["trainer"])
     rng = client_state.get("rng", [])
     if len(rng) == env.world_size:
         set_rng_state(rng[env.rank])
     else:  # another world size: keep the data position in samples, reseed per rank
-        samples = trainer.state.batch_in_epoch * batch_size * saved["world_size"]
+        samples = trainer.state.batch_in_epoch * batch_size * plan.saved["world_size"]
         trainer.state.batch_in_epoch = samples // (batch_size * env.world_size)
         seed_everything(exp.train.seed + env.rank + 1000 * trainer.state.global_step)
-    log.info("resumed from %s (epoch %d, step %d)", ref.path, trainer.state.epoch, trainer.state.global_step)
+    log.info(
+        "resumed from %s (epoch %d, step %d)", plan.ref.path, trainer.state.epoch, trainer.state.global_step
+    )

@@ -11,13 +11,16 @@ import torch
 
 from dsdet.config import ExperimentConfig, experiment_hash, resolve_deepspeed_config
 from dsdet.engine import checkpoint as ckpt
+from dsdet.engine.activation_checkpointing import checkpoint_backbone_blocks
 from dsdet.engine.data import build_data
 from dsdet.engine.distributed import init_distributed
 from dsdet.engine.evaluation import evaluate
 from dsdet.engine.export import export_checkpoint
 from dsdet.engine.hooks import CheckpointHook, EvalHook, ProgressHook, ScalarLogHook
 from dsdet.engine.logs import setup_logging
-from dsdet.engine.resume import resume, rng_state, seed_everything
+from dsdet.engine.pipeline_strategy import PipelineStrategy, data_parallel_layout, pipeline_stages
+from dsdet.engine.rank_failures import name_lost_ranks
+from dsdet.engine.resume import model_identity, plan_resume, resume, rng_state, seed_everything
 from dsdet.engine.strategy import DeepSpeedStrategy
 from dsdet.engine.trainer import Trainer
 from dsdet.eval import CocoEvaluator
@@ -48,25 +51,27 @@ def train(exp: ExperimentConfig) -> dict:
         output_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(exp.train.seed)  # identical model init on every rank
 
-    data = build_data(exp, env)
+    stages = pipeline_stages(exp.deepspeed.to_deepspeed_dict(allow_auto=True))
+    data_parallel_size, data_parallel_rank = data_parallel_layout(env.world_size, env.rank, stages)
+    data = build_data(exp, data_parallel_size, data_parallel_rank)
     factory = model_factory(exp, data.num_classes)
     ds_config = resolve_deepspeed_config(
         exp,
-        world_size=env.world_size,
+        world_size=data_parallel_size,
         steps_per_epoch=len(data.train_loader),
         num_parameters=count_parameters(factory),
     )
-    strategy = DeepSpeedStrategy(ds_config)
-    strategy.prepare(factory())  # ZeRO-3 partitions the parameters here
-    seed_everything(exp.train.seed + env.rank)  # per-rank augmentation randomness
+    plan = plan_resume(exp, env, data.num_classes, ds_config)  # converts when ranks or ZeRO stage changed
+    strategy_class = PipelineStrategy if stages > 1 else DeepSpeedStrategy
+    strategy = strategy_class(plan.deepspeed_config(ds_config))
+    model = factory()
+    if exp.train.activation_checkpointing:
+        checkpoint_backbone_blocks(model, ds_config.get("activation_checkpointing", {}))
+    strategy.prepare(model)  # ZeRO-3 partitions the parameters here
+    seed_everything(exp.train.seed + data_parallel_rank)  # per-replica augmentation; pipeline stages agree
 
     info = {
-        "model": {
-            "name": exp.model.name,
-            "num_classes": data.num_classes,
-            "norm": exp.model.norm,
-            "kwargs": exp.model.kwargs,
-        },
+        "model": model_identity(exp, data.num_classes),
         "class_names": data.class_names,
         "label_to_category_id": data.label_to_category_id,
         "world_size": env.world_size,
@@ -87,7 +92,7 @@ def train(exp: ExperimentConfig) -> dict:
 
     def run_eval():
         return evaluate(
-            strategy.module,
+            strategy.eval_model(),
             data.val_loader,
             evaluator(),
             strategy.device,
@@ -124,8 +129,9 @@ def train(exp: ExperimentConfig) -> dict:
     )
     if env.is_main:
         (output_dir / "deepspeed_config.json").write_text(json.dumps(ds_config, indent=1))
-    resume(trainer, strategy, exp, env, data.batch_size)
-    state = trainer.train()
+    resume(trainer, strategy, plan, exp, env, data.batch_size)
+    with name_lost_ranks(env):  # a survivor of a killed rank names it instead of a gloo/NCCL traceback
+        state = trainer.train()
 
     summary = {
         "output_dir": str(output_dir),
@@ -136,7 +142,7 @@ def train(exp: ExperimentConfig) -> dict:
     if env.is_main:
         latest = ckpt.latest_good(ckpt.checkpoints_dir(output_dir))
         summary["checkpoint"] = str(latest.path) if latest else None
-        if exp.train.export_on_finish and latest is not None:
+        if exp.train.export_on_finish and latest is not None and not trainer.stop_requested:
             summary["exported_model"] = str(export_checkpoint(latest.path, output_dir / "model.pt"))
         summary["tensorboard"] = str(output_dir / "tensorboard")
         summary["metrics_file"] = str(output_dir / "metrics.jsonl")

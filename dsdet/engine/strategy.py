@@ -37,6 +37,9 @@ def check_precision_supported(ds_config: dict) -> None:
 class DeepSpeedStrategy:
     """Builds, wraps, steps, saves and restores a model with DeepSpeed."""
 
+    pipelined = False  # PipelineStrategy trains whole optimizer steps through `train_batch`
+    micro_batches_per_call = 1
+
     def __init__(self, ds_config: dict):
         check_precision_supported(ds_config)
         self.ds_config = ds_config
@@ -71,7 +74,11 @@ class DeepSpeedStrategy:
 
     @property
     def module(self) -> nn.Module:
-        """The wrapped model, for evaluation (ZeRO-3 gathers parameters during its forward)."""
+        """The model DeepSpeed wraps."""
+        return self.engine.module
+
+    def eval_model(self) -> nn.Module:
+        """The model to evaluate on every rank (ZeRO-3 gathers parameters during its forward)."""
         return self.engine.module
 
     @contextlib.contextmanager
@@ -118,6 +125,9 @@ class DeepSpeedStrategy:
         self, ref: ckpt.CheckpointRef, client_state: dict[str, Any], extra_files: dict[str, str]
     ) -> None:
         """Save on every rank; then rank 0 adds `extra_files`, marks the checkpoint complete and points `latest` at it."""
+        if self.is_main:
+            ckpt.begin_save(ref)  # no stale marker or files from an earlier save of this tag
+        barrier()
         self.engine.save_checkpoint(str(ref.root), tag=ref.tag, client_state=client_state, save_latest=False)
         barrier()
         if self.is_main:

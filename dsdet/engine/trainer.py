@@ -115,8 +115,13 @@ class Trainer:
             self.batch_sampler.set_epoch(self.state.epoch)
             self.batch_sampler.skip(self.state.batch_in_epoch)
             self.call("before_epoch")
-            for images, targets in self.loader:
-                self.run_step(images, targets)
+            pending: list = []
+            for batch in self.loader:
+                pending.append(batch)
+                if len(pending) < self.strategy.micro_batches_per_call:
+                    continue
+                self.run_step(pending)
+                pending = []
                 if self.finished() or self.stop_requested:
                     break
             if self.state.batch_in_epoch >= self.batches_per_epoch:
@@ -126,18 +131,23 @@ class Trainer:
         self.call("after_train")
         return self.state
 
-    def run_step(self, images: list[torch.Tensor], targets: list[dict]) -> None:
-        """One micro-batch: forward, loss check, backward, and an optimizer step at accumulation boundaries."""
-        images, targets = self.strategy.to_device(images, targets)
-        loss_dict = self.strategy.forward(images, targets)
-        loss = sum(loss_dict.values())
-        self.state.batch_in_epoch += 1
-        if any_rank(not bool(torch.isfinite(loss))):
+    def run_step(self, batches: list[tuple[list[torch.Tensor], list[dict]]]) -> None:
+        """One call into the strategy: a micro-batch (forward, loss check, backward, step at accumulation
+        boundaries), or for a pipeline every micro-batch of one optimizer step."""
+        self.state.batch_in_epoch += len(batches)
+        if self.strategy.pipelined:
+            loss_dict = self.strategy.train_batch(batches)  # forward, backward and step, all stages
+            targets = [t for _, batch_targets in batches for t in batch_targets]
+        else:
+            images, targets = self.strategy.to_device(*batches[0])
+            loss_dict = self.strategy.forward(images, targets)
+        total = loss_dict["loss"] if "loss" in loss_dict else sum(loss_dict.values())
+        if any_rank(not bool(torch.isfinite(total))):
             self._handle_nonfinite(loss_dict, targets)
             return
-        stepped = self.strategy.backward_and_step(loss)
+        stepped = self.strategy.pipelined or self.strategy.backward_and_step(total)
         self.state.losses = {k: float(v.detach()) for k, v in loss_dict.items()}
-        self.state.losses["loss"] = float(loss.detach())
+        self.state.losses["loss"] = float(total.detach())
         if stepped:
             self.state.global_step = self.strategy.global_step
             self.call("after_step")

@@ -1,0 +1,67 @@
+"""DeepSpeed pipeline parallelism: the detector split into stages, trained one optimizer step per call."""
+
+from __future__ import annotations
+
+import deepspeed
+import torch
+from torch import nn
+
+from dsdet.engine.pipeline import PackedBatches, Packer, gather_plain_state_dict, to_pipeline
+from dsdet.engine.strategy import DeepSpeedStrategy
+from dsdet.errors import DsdetError
+
+
+def pipeline_stages(ds_config: dict) -> int:
+    """Number of pipeline stages the DeepSpeed config asks for (1 = no pipeline)."""
+    stages = ds_config.get("pipeline", {}).get("stages", 1)
+    return stages if isinstance(stages, int) else 1
+
+
+def data_parallel_layout(world_size: int, rank: int, stages: int) -> tuple[int, int]:
+    """(data-parallel size, this rank's data-parallel index) under DeepSpeed's pipe × data topology."""
+    if world_size % stages:
+        raise DsdetError(
+            f"deepspeed.pipeline.stages={stages} does not divide the {world_size} ranks; "
+            "launch a multiple of the stage count"
+        )
+    data_parallel = world_size // stages
+    return data_parallel, rank % data_parallel
+
+
+class PipelineStrategy(DeepSpeedStrategy):
+    """Trains a PipelineModule form of the model; evaluates the plain model with the gathered weights."""
+
+    pipelined = True
+
+    def __init__(self, ds_config: dict):
+        super().__init__(ds_config)
+        self.stages = pipeline_stages(ds_config)
+        self.micro_batches_per_call = int(ds_config["gradient_accumulation_steps"])
+        self.plain: nn.Module | None = None
+        self.packer: Packer | None = None
+
+    def prepare(self, model: nn.Module) -> None:
+        """Split `model` into stages and `deepspeed.initialize` the PipelineModule."""
+        section = self.ds_config.get("pipeline", {})
+        pipe = to_pipeline(
+            model,
+            num_stages=self.stages,
+            partition_method=section.get("partition", "parameters"),
+            activation_checkpoint_interval=section.get("activation_checkpoint_interval", 0),
+        )
+        self.plain, self.packer = model, Packer(model.transform)
+        trainable = [p for p in pipe.parameters() if p.requires_grad]
+        self.engine, _, _, _ = deepspeed.initialize(
+            model=pipe, model_parameters=trainable, config=self.ds_config
+        )
+
+    def train_batch(self, batches: list) -> dict[str, torch.Tensor]:
+        """Forward, backward and optimizer step over the micro-batches of one step, through every stage."""
+        loss = self.engine.train_batch(data_iter=iter(PackedBatches(batches, self.packer)))
+        extra = self.engine.agg_additional_losses or {}  # loss components, known on the last stage
+        return {"loss": loss, **extra}
+
+    def eval_model(self) -> nn.Module:
+        """The plain model holding every stage's current weights (gathered on every rank)."""
+        self.plain.load_state_dict(gather_plain_state_dict(self.engine.module))
+        return self.plain
