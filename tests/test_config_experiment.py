@@ -224,7 +224,7 @@ def test_data_paths_resolve_against_the_root(tmp_path, monkeypatch):
         tmp_path / "data/annotations/val.json",
     )
     monkeypatch.delenv("DSDET_DATA_DIR")
-    assert default_data_root() == Path.home() / ".cache/dsdet/default-v1"
+    assert default_data_root() == Path.home() / ".cache/dsdet/default-v2"
     custom = load_experiment(None, [f"data.root={tmp_path}", "data.train.images=/abs/imgs"])
     assert custom.data.split_paths("train") == (Path("/abs/imgs"), tmp_path / "annotations/train.json")
 

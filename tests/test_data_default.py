@@ -67,7 +67,21 @@ def test_scenes_depend_on_the_seed_only():
     image, objects = compose_scene(sources, np.random.default_rng([3, 1, 7]))
     again, same = compose_scene(sources, np.random.default_rng([3, 1, 7]))
     other, _ = compose_scene(sources, np.random.default_rng([4, 1, 7]))
-    assert np.array_equal(image, again) and objects == same and not np.array_equal(image, other)
+    assert np.array_equal(image, again) and not np.array_equal(image, other)
+    assert [(o.label, o.box) for o in objects] == [(o.label, o.box) for o in same]
+    assert all(np.array_equal(a.mask, b.mask) for a, b in zip(objects, same, strict=True))
+
+
+def test_masks_are_visible_pixels_inside_the_box():
+    sources = load_sources("val")
+    _, objects = compose_scene(sources, np.random.default_rng([0, 1, 5]))
+    covered = np.zeros((256, 256), int)
+    for obj in objects:
+        x1, y1, x2, y2 = obj.box
+        rows, cols = np.nonzero(obj.mask)
+        assert len(rows) and rows.min() >= y1 and rows.max() < y2 and cols.min() >= x1 and cols.max() < x2
+        covered += obj.mask
+    assert covered.max() <= 1  # instances never share a pixel
 
 
 def test_prepare_waits_for_the_lock_and_leaves_nothing_half_written(default_data_dir, tmp_path):
@@ -120,4 +134,4 @@ def test_default_dir_follows_the_environment(tmp_path, monkeypatch):
     assert default_dataset_dir() == Path("/data/x")
     monkeypatch.delenv("DSDET_DATA_DIR")
     monkeypatch.setenv("HOME", str(tmp_path))
-    assert default_dataset_dir() == tmp_path / ".cache" / "dsdet" / "default-v1"
+    assert default_dataset_dir() == tmp_path / ".cache" / "dsdet" / "default-v2"

@@ -54,14 +54,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--out",
         type=Path,
         default=None,
-        help="folder (default: $DSDET_DATA_DIR or ~/.cache/dsdet/default-v1)",
+        help="folder (default: $DSDET_DATA_DIR or ~/.cache/dsdet/default-v2)",
     )
     prepare.add_argument("--seed", type=int, default=0, help="random seed of the scenes")
     prepare.add_argument("--force", action="store_true", help="rewrite even if already prepared")
     prepare.set_defaults(func=_prepare)
 
     check = commands.add_parser("check", help="load a dataset, print counts per class and the warnings")
-    check.add_argument("--format", required=True, choices=("coco", "voc", "yolo"))
+    check.add_argument("--format", required=True, choices=("coco", "voc", "yolo"), help="annotation format")
     check.add_argument("--root", required=True, help="dataset root; other paths are relative to it")
     check.add_argument("--images", required=True, help="image folder")
     check.add_argument(

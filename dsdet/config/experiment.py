@@ -16,11 +16,11 @@ from dsdet.config.deepspeed import DeepSpeedConfig
 from dsdet.config.presets import BASE_DEEPSPEED, overlay
 
 Positive = Annotated[Int, Field(ge=1)]
-DEFAULT_DATA_SUBDIR = Path(".cache") / "dsdet" / "default-v1"
+DEFAULT_DATA_SUBDIR = Path(".cache") / "dsdet" / "default-v2"
 
 
 def default_data_root() -> Path:
-    """Where the embedded default dataset lives: $DSDET_DATA_DIR, else ~/.cache/dsdet/default-v1."""
+    """Where the embedded default dataset lives: $DSDET_DATA_DIR, else ~/.cache/dsdet/default-v2."""
     env = os.environ.get("DSDET_DATA_DIR")
     return Path(env).expanduser() if env else Path.home() / DEFAULT_DATA_SUBDIR
 

@@ -19,14 +19,14 @@ from PIL import Image
 from dsdet.config.experiment import default_data_root
 from dsdet.errors import DsdetError
 
-VERSION = 1
+VERSION = 2
 SPLITS = {"train": 480, "val": 120}
 JPEG_QUALITY = 90
 MARKER = ".dsdet-prepared.json"
 
 
 def default_dataset_dir() -> Path:
-    """$DSDET_DATA_DIR, else ~/.cache/dsdet/default-v1."""
+    """$DSDET_DATA_DIR, else ~/.cache/dsdet/default-v2."""
     return default_data_root()
 
 
@@ -55,6 +55,7 @@ def _split_files(split: str, seed: int) -> tuple[dict[str, bytes], dict]:
                     "category_id": obj.label,
                     "bbox": [x1, y1, x2 - x1, y2 - y1],
                     "area": (x2 - x1) * (y2 - y1),
+                    "segmentation": _rle(obj.mask),
                     "iscrowd": 0,
                 }
             )
@@ -63,6 +64,14 @@ def _split_files(split: str, seed: int) -> tuple[dict[str, bytes], dict]:
         for i, name in enumerate(CLASS_NAMES, start=1)
     ]
     return files, {"images": images, "annotations": annotations, "categories": categories}
+
+
+def _rle(mask: np.ndarray) -> dict:
+    """COCO run-length encoding of a boolean mask, JSON-ready."""
+    from pycocotools import mask as mask_utils
+
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
+    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
 
 
 def _write_dataset(out: Path, seed: int) -> None:

@@ -20,10 +20,11 @@ PLACEMENT_TRIES = 30
 
 @dataclass(frozen=True)
 class PlacedObject:
-    """A pasted object: contiguous label 1..K and its box as XYXY pixel edges."""
+    """A pasted object: contiguous label 1..K, its box as XYXY pixel edges and its visible pixels (H x W bool)."""
 
     label: int
     box: tuple[int, int, int, int]
+    mask: np.ndarray
 
 
 def _resize(array: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -113,7 +114,11 @@ def _place_one(image: np.ndarray, sources: SceneSources, side: int, placed: list
         if _fits(box, placed):
             colour = rgb if rgb is not None else _ink_colour(image[y : y + h, x : x + w], rng)
             _paste(image, colour, alpha, x, y)
-            placed.append(PlacedObject(label, box))
+            mask = np.zeros(image.shape[:2], bool)
+            mask[y : y + h, x : x + w] = alpha > 0.5
+            for earlier in placed:  # later objects hide what they cover of earlier ones
+                earlier.mask[mask] = False
+            placed.append(PlacedObject(label, box, mask))
             return
 
 
