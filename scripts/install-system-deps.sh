@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # System packages dsdet's tests and launchers use: OpenMPI (mpi4py, the openmpi launcher), pdsh and an ssh
-# server/client (multi-node launches, tested on loopback). Installs only what is missing; needs root or sudo.
+# server/client (multi-node launches, tested on loopback), Slurm and munge (a one-node test cluster).
+# Installs only what is missing; needs root or sudo.
 set -euo pipefail
 need=()
 command -v mpicc >/dev/null 2>&1 || need+=(libopenmpi-dev)
@@ -8,6 +9,10 @@ command -v mpirun >/dev/null 2>&1 || need+=(openmpi-bin)
 command -v pdsh >/dev/null 2>&1 || need+=(pdsh)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
+[ -x /usr/sbin/slurmctld ] || need+=(slurmctld)
+[ -x /usr/sbin/slurmd ] || need+=(slurmd)
+command -v srun >/dev/null 2>&1 || need+=(slurm-client)
+[ -x /usr/sbin/munged ] || need+=(munge)
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -19,7 +19,10 @@ def batch():
     images = [torch.rand(3, 128, 128, generator=g) for _ in range(2)]
     targets = [
         {"boxes": torch.tensor([[10.0, 12.0, 60.0, 70.0]]), "labels": torch.tensor([1])},
-        {"boxes": torch.tensor([[30.0, 20.0, 110.0, 90.0], [5.0, 5.0, 40.0, 30.0]]), "labels": torch.tensor([2, 1])},
+        {
+            "boxes": torch.tensor([[30.0, 20.0, 110.0, 90.0], [5.0, 5.0, 40.0, 30.0]]),
+            "labels": torch.tensor([2, 1]),
+        },
     ]
     return images, targets
 
@@ -40,7 +43,11 @@ def losses_and_grads(name: str, checkpointed: bool, **kwargs):
 
 @pytest.mark.parametrize(
     ("name", "kwargs"),
-    [("yolo", {"image_size": 128}), ("ssdlite_mobilenet_v2", {"image_size": 128, "width_mult": 0.5}), ("ssdlite320_mobilenet_v3_large", {})],
+    [
+        ("yolo", {"image_size": 128}),
+        ("ssdlite_mobilenet_v2", {"image_size": 128, "width_mult": 0.5}),
+        ("ssdlite320_mobilenet_v3_large", {}),
+    ],
 )
 def test_same_losses_and_gradients(name, kwargs, process_group):
     plain_losses, plain_grads = losses_and_grads(name, False, **kwargs)
@@ -63,7 +70,11 @@ def test_two_ranks_train_the_same_with_checkpointing(mini_data_dir, tmp_path):
         out = tmp_path / f"ac_{flag}"
         deepspeed_train(
             small_run(
-                mini_data_dir, out, "model.name=yolo", "train.max_steps=3", f"train.activation_checkpointing={str(flag).lower()}",
+                mini_data_dir,
+                out,
+                "model.name=yolo",
+                "train.max_steps=3",
+                f"train.activation_checkpointing={str(flag).lower()}",
                 "deepspeed.activation_checkpointing={partition_activations: true, cpu_checkpointing: true}",
             )
         )

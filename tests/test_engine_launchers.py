@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 
 import pytest
@@ -13,6 +11,7 @@ from tests.runners import BIN, free_port, read_jsonl, run
 from tests.test_engine_train import small_run
 
 pytestmark = pytest.mark.distributed
+pytest_plugins = ["tests.slurm_cluster"]
 
 
 def check_trained(out, steps: int = 2) -> None:
@@ -78,27 +77,20 @@ def test_mpirun_discovers_ranks_through_mpi4py(mini_data_dir, tmp_path):
     check_trained(out)
 
 
-def test_slurm_variables(mini_data_dir, tmp_path):
-    """Two processes started the way `srun --ntasks 2` starts them (SLURM_* variables, no RANK/WORLD_SIZE)."""
+def test_srun_on_a_real_slurm_cluster(mini_data_dir, tmp_path, slurm_cluster):
+    """`srun -n 2 python -m dsdet.train`: ranks, world size and master come from Slurm's variables."""
     out = tmp_path / "slurm"
-    base = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
-    }
-    base.update(
-        SLURM_NTASKS="2", SLURM_JOB_ID="4242", SLURM_JOB_NODELIST="localhost", MASTER_PORT=str(free_port())
+    run(
+        [
+            "srun",
+            "-n",
+            "2",
+            "--kill-on-bad-exit=1",
+            sys.executable,
+            "-m",
+            "dsdet.train",
+            *small_run(mini_data_dir, out, "train.max_steps=2"),
+        ],
+        env={**slurm_cluster, "MASTER_PORT": str(free_port())},
     )
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "dsdet.train", *small_run(mini_data_dir, out, "train.max_steps=2")],
-            env={**base, "SLURM_PROCID": str(rank), "SLURM_LOCALID": str(rank)},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for rank in range(2)
-    ]
-    outputs = [p.communicate(timeout=600)[0] for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
     check_trained(out)

@@ -18,7 +18,12 @@ pytestmark = pytest.mark.distributed
 
 
 def test_two_stage_pipeline_trains_evaluates_and_exports(mini_data_dir, tmp_path):
-    common = ("deepspeed.zero_optimization.stage=1", "train.max_steps=6", "eval.every_epochs=1", "train.epochs=1")
+    common = (
+        "deepspeed.zero_optimization.stage=1",
+        "train.max_steps=6",
+        "eval.every_epochs=1",
+        "train.epochs=1",
+    )
     out = tmp_path / "pipe"
     deepspeed_train(small_run(mini_data_dir, out, "deepspeed.pipeline.stages=2", *common))
     # one pipeline replica sees the data a single plain process sees: the losses must agree
@@ -37,5 +42,7 @@ def test_two_stage_pipeline_trains_evaluates_and_exports(mini_data_dir, tmp_path
     metrics_file = tmp_path / "eval.json"
     dsdet("eval", f"data.root={mini_data_dir}", "--checkpoint", str(out), "--json", str(metrics_file))
     evaluated = json.loads(metrics_file.read_text())
-    assert {k: evaluated[k] for k in ("AP", "AP50", "AR100")} == {k: trained_metrics[k] for k in ("AP", "AP50", "AR100")}
+    assert {k: evaluated[k] for k in ("AP", "AP50", "AR100")} == {
+        k: trained_metrics[k] for k in ("AP", "AP50", "AR100")
+    }
     assert torch.isfinite(torch.tensor(list(evaluated.values()))).all()

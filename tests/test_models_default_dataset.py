@@ -14,8 +14,12 @@ from tests.test_models_support import MODEL_TEST_KWARGS
 def default_batches(default_data_dir):
     """Three batches of two augmented training images of the default dataset (with masks for Mask R-CNN)."""
     dataset = build_dataset(
-        "coco", default_data_dir, "images/train", "annotations/train.json",
-        transforms=build_transforms([{"name": "hflip", "p": 0.5}], train=True), with_masks=True,
+        "coco",
+        default_data_dir,
+        "images/train",
+        "annotations/train.json",
+        transforms=build_transforms([{"name": "hflip", "p": 0.5}], train=True),
+        with_masks=True,
     )
     loader, _ = build_train_loader(dataset, 2, world_size=1, rank=0, seed=0)
     batches = [batch for _, batch in zip(range(3), loader, strict=False)]
