@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 from dsdet.errors import DsdetError
 
@@ -69,7 +70,7 @@ def run(namespace: argparse.Namespace) -> int:
     if "checkpoint" in summary:  # rank 0
         print("\nTraining finished.")
         for key in ("checkpoint", "exported_model", "tensorboard", "metrics_file"):
-            if summary.get(key):
+            if summary.get(key) and Path(summary[key]).exists():
                 print(f"  {key:15s} {summary[key]}")
         if summary.get("metrics"):
             from dsdet.eval import format_metrics
