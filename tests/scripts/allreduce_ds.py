@@ -21,6 +21,8 @@ import deepspeed
 import torch
 import torch.distributed as dist
 
+from dsdet.engine.distributed import discover_environment, release_shared_memory_name
+
 
 def parse_args() -> argparse.Namespace:
     """Options of this script (the launcher adds --local_rank)."""
@@ -62,6 +64,7 @@ def main() -> None:
     deepspeed.init_distributed(
         dist_backend="gloo", distributed_port=int(os.environ.get("MASTER_PORT", "29500"))
     )
+    release_shared_memory_name(discover_environment())  # DeepSpeed leaves its /dev/shm segment otherwise
     rank, world_size = dist.get_rank(), dist.get_world_size()
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"rank{rank}.pid").write_text(str(os.getpid()))

@@ -25,6 +25,7 @@ import torch
 import torch.distributed as dist
 from pipeline_data import build_detector, synthetic_batch
 
+from dsdet.engine.distributed import discover_environment, release_shared_memory_name
 from dsdet.engine.pipeline import (
     PackedBatches,
     Packer,
@@ -153,6 +154,7 @@ def main() -> None:
     deepspeed.init_distributed(
         dist_backend="gloo", distributed_port=int(os.environ.get("MASTER_PORT", "29500"))
     )
+    release_shared_memory_name(discover_environment())  # DeepSpeed leaves its /dev/shm segment otherwise
     rank, world_size = dist.get_rank(), dist.get_world_size()
     args.out.mkdir(parents=True, exist_ok=True)
     results = [run_interval(args, int(i), world_size) for i in args.intervals.split(",")]
