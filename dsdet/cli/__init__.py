@@ -6,6 +6,7 @@ import argparse
 import importlib
 import sys
 
+from dsdet.cli.suggest import SuggestingParser
 from dsdet.errors import DsdetError
 
 # Each module defines `register(subparsers)`; its parsers set `func(args) -> int`.
@@ -15,14 +16,16 @@ COMMAND_MODULES = (
     "dsdet.cli.models_cmd",
     "dsdet.cli.train_cmd",
     "dsdet.cli.launch_cmd",
+    "dsdet.cli.doctor_cmd",
 )
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the full `dsdet` argument parser."""
-    parser = argparse.ArgumentParser(
+    parser = SuggestingParser(
         prog="dsdet",
         description="Train object detectors at scale with DeepSpeed.",
+        epilog="New here? `dsdet doctor` checks this machine; docs/quickstart.md shows the first run.",
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:

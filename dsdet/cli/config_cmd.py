@@ -44,11 +44,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     validate = actions.add_parser(
         "validate", help="check a DeepSpeed JSON or experiment YAML; one line per problem"
     )
-    validate.add_argument("file", help="config file")
+    validate.add_argument("file", help="DeepSpeed JSON config or experiment YAML (told apart by their keys)")
     validate.set_defaults(func=run_validate)
 
     schema = actions.add_parser("schema", help="print the JSON Schema of experiments or DeepSpeed configs")
-    schema.add_argument("--kind", choices=("experiment", "deepspeed"), default="experiment")
+    schema.add_argument(
+        "--kind",
+        choices=("experiment", "deepspeed"),
+        default="experiment",
+        help="experiment files or DeepSpeed JSON configs (default: experiment)",
+    )
     schema.add_argument("-o", "--output", help="write here instead of stdout")
     schema.set_defaults(func=run_schema)
 
@@ -66,25 +71,46 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     presets = actions.add_parser("list-presets", help="list the named DeepSpeed presets")
     presets.set_defaults(func=run_list_presets)
 
+    reference = actions.add_parser(
+        "reference", help="write the Markdown reference of every experiment key (docs/configuration.md)"
+    )
+    reference.add_argument("-o", "--output", help="write here instead of stdout")
+    reference.set_defaults(func=run_reference)
+
 
 def _add_generate(actions: argparse._SubParsersAction) -> None:
     generate = actions.add_parser(
         "generate", help="write a DeepSpeed JSON config ('auto' kept unless --world-size)"
     )
-    generate.add_argument("--preset", action="append", default=[], help="named preset; repeat to combine")
-    generate.add_argument("--zero-stage", type=int, choices=(0, 1, 2, 3))
-    generate.add_argument("--offload-optimizer", choices=("cpu", "nvme"))
-    generate.add_argument("--offload-param", choices=("cpu", "nvme"))
+    generate.add_argument(
+        "--preset",
+        action="append",
+        default=[],
+        help="named preset (dsdet config list-presets); repeat to combine",
+    )
+    generate.add_argument(
+        "--zero-stage", type=int, choices=(0, 1, 2, 3), help="ZeRO stage: zero_optimization.stage"
+    )
+    generate.add_argument(
+        "--offload-optimizer", choices=("cpu", "nvme"), help="offload optimizer states and step (stage 1-3)"
+    )
+    generate.add_argument("--offload-param", choices=("cpu", "nvme"), help="offload parameters (stage 3)")
     generate.add_argument("--nvme-path", help="directory on the NVMe device for nvme offload")
     precision = generate.add_mutually_exclusive_group()
-    precision.add_argument("--fp16", action="store_const", const="fp16", dest="precision")
-    precision.add_argument("--bf16", action="store_const", const="bf16", dest="precision")
-    generate.add_argument("--activation-checkpointing", action="store_true")
+    precision.add_argument(
+        "--fp16", action="store_const", const="fp16", dest="precision", help="fp16 with dynamic loss scaling"
+    )
+    precision.add_argument(
+        "--bf16", action="store_const", const="bf16", dest="precision", help="bf16 autocast, fp32 weights"
+    )
+    generate.add_argument(
+        "--activation-checkpointing", action="store_true", help="add the activation_checkpointing section"
+    )
     generate.add_argument("--optimizer", help="Adam, AdamW, Lamb or SGD")
     generate.add_argument(
         "--scheduler", help="WarmupLR, WarmupDecayLR, WarmupCosineLR, OneCycle or LRRangeTest"
     )
-    generate.add_argument("--lr", type=float)
+    generate.add_argument("--lr", type=float, help="learning rate (default: 'auto', from train.lr)")
     generate.add_argument("--micro-batch", type=positive_int, help="train_micro_batch_size_per_gpu")
     generate.add_argument("--grad-accum", type=positive_int, help="gradient_accumulation_steps")
     generate.add_argument("--world-size", type=positive_int, help="resolve every 'auto' for this many ranks")
@@ -174,6 +200,14 @@ def run_list_presets(args: argparse.Namespace) -> int:
     width = max(map(len, PRESETS)) + 2
     for preset in PRESETS.values():
         print(f"{preset.name:<{width}}{preset.description}")
+    return 0
+
+
+def run_reference(args: argparse.Namespace) -> int:
+    """Print the configuration reference generated from the schemas."""
+    from dsdet.config.reference import reference_markdown
+
+    _emit(reference_markdown(), args.output)
     return 0
 
 

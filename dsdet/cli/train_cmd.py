@@ -87,12 +87,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_eval)
 
     p = subparsers.add_parser("predict", help="detect objects in images with a checkpoint or exported model")
-    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("images", nargs="+", help="image files (JPEG, PNG, ...)")
     p.add_argument("--checkpoint", required=True, help="checkpoint directory or exported model.pt")
     p.add_argument(
-        "--out", default="predictions", help="output directory for detections.json and drawn images"
+        "--out",
+        default="predictions",
+        help="output directory for detections.json and <image>_pred.jpg drawings (default: predictions)",
     )
-    p.add_argument("--score-threshold", type=float, default=0.3, help="minimum score to draw and report")
+    p.add_argument(
+        "--score-threshold", type=float, default=0.3, help="minimum score to draw and report (default: 0.3)"
+    )
     p.set_defaults(func=_predict)
 
     p = subparsers.add_parser(
