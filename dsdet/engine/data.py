@@ -56,23 +56,17 @@ def build_datasets(exp: ExperimentConfig, root: str) -> tuple[DetectionDataset, 
     with_masks = (
         model_info(exp.model.name).family == "mask-rcnn"
     )  # instance masks only where a model learns them
-    train_set = build_dataset(
-        d.format,
-        root,
-        d.train.images,
-        d.train.annotations,
-        d.classes,
-        build_transforms(augment, train=True),
-        with_masks=with_masks,
-    )
-    val_set = build_dataset(
-        d.format,
-        root,
-        d.val.images,
-        d.val.annotations,
-        d.classes,
-        build_transforms(augment, train=False),
-        with_masks=with_masks,
+    train_set, val_set = (
+        build_dataset(
+            d.format,
+            root,
+            split.images,
+            split.annotations,
+            d.classes,
+            build_transforms(augment, train=is_train),
+            with_masks=with_masks,
+        )
+        for split, is_train in ((d.train, True), (d.val, False))
     )
     if train_set.class_names != val_set.class_names:
         raise DsdetError(
