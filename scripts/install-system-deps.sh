@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # System packages dsdet's tests and launchers use: OpenMPI (mpi4py, the openmpi launcher), pdsh and an ssh
-# server/client (multi-node launches, tested on loopback), Slurm and munge (a one-node test cluster).
+# server/client (multi-node launches, tested on loopback), Slurm and munge (a one-node test cluster), libaio
+# (DeepSpeed's async_io op: ZeRO-Infinity NVMe offload).
 # Installs only what is missing; needs root or sudo.
 set -euo pipefail
 need=()
@@ -13,6 +14,7 @@ command -v ssh >/dev/null 2>&1 || need+=(openssh-client)
 [ -x /usr/sbin/slurmd ] || need+=(slurmd)
 command -v srun >/dev/null 2>&1 || need+=(slurm-client)
 [ -x /usr/sbin/munged ] || need+=(munge)
+dpkg -s libaio-dev >/dev/null 2>&1 || need+=(libaio-dev)
 [ ${#need[@]} -eq 0 ] && exit 0
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -26,7 +26,9 @@ class AdamParams(StrictModel):
     )
     adam_w_mode: bool = Field(True, description="Decoupled weight decay (AdamW) even when type is Adam.")
     torch_adam: bool = Field(
-        False, description="Use torch.optim.Adam(W) instead of DeepSpeed's fused kernel."
+        False,
+        description="Use torch.optim.Adam(W) instead of DeepSpeed's fused kernel; left unset, dsdet turns it on "
+        "for CPU training, where DeepSpeed's kernel would make resumed runs differ in the last bits.",
     )
 
 

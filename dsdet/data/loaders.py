@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import signal
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,8 +21,12 @@ def collate_detection(batch: Sequence[tuple[Any, dict]]) -> tuple[list[Any], lis
     return [image for image, _ in batch], [target for _, target in batch]
 
 
-def seed_worker(worker_id: int) -> None:
-    """Seed numpy and `random` in a loader worker from the per-worker torch seed the loader derived."""
+def init_worker(worker_id: int) -> None:
+    """Seed numpy and `random` in a loader worker from the per-worker torch seed the loader derived, and leave
+    SIGTERM to the main process: launchers and schedulers signal the whole process tree on preemption, and a
+    worker that died of it would make the main process raise before it could checkpoint. The loader still shuts
+    its workers down, and they exit when the main process dies."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
@@ -53,7 +58,7 @@ def build_train_loader(
         batch_sampler=batch_sampler,
         num_workers=num_workers,
         collate_fn=collate_detection,
-        worker_init_fn=seed_worker,
+        worker_init_fn=init_worker,
         generator=batch_sampler.generator,
     )
     return loader, batch_sampler
@@ -80,5 +85,5 @@ def build_eval_loader(
         sampler=eval_shard(len(dataset), world_size, rank),
         num_workers=num_workers,
         collate_fn=collate_detection,
-        worker_init_fn=seed_worker,
+        worker_init_fn=init_worker,
     )

@@ -31,7 +31,10 @@ def needed_ops(exp: ExperimentConfig, device: str) -> dict[str, str]:
     }
     needed = {}
     kind = ds.optimizer.type.lower() if ds.optimizer is not None else ""
-    if kind in ("adam", "adamw") and not ds.optimizer.params.torch_adam:
+    # Left unset, torch_adam is on for CPU training (dsdet.engine.strategy.for_accelerator).
+    params = ds.optimizer.params if ds.optimizer is not None else None
+    torch_adam = params.torch_adam if "torch_adam" in params.model_fields_set else device == "cpu"
+    if kind in ("adam", "adamw") and not torch_adam:
         if zero.offload_optimizer is not None and zero.offload_optimizer.active:
             needed["cpu_adam"] = f"{ds.optimizer.type} with the optimizer offloaded"
         else:

@@ -182,6 +182,7 @@ class CheckpointHook(Hook):
         self.run_info = run_info
         self.rng_state = rng_state
         self.saved_at: int | None = None
+        self.save_at_next_step = False  # an epoch ended between the micro-batches of one optimizer step
 
     def before_train(self, trainer: Trainer) -> None:
         # A run that starts past step 0 was loaded from the checkpoint of that step: never overwrite it.
@@ -204,10 +205,15 @@ class CheckpointHook(Hook):
         barrier()
 
     def after_step(self, trainer: Trainer) -> None:
-        if self.every_steps and trainer.state.global_step % self.every_steps == 0:
+        every = self.every_steps and trainer.state.global_step % self.every_steps == 0
+        if every or self.save_at_next_step:
+            self.save_at_next_step = False
             self.save(trainer)
 
     def after_epoch(self, trainer: Trainer) -> None:
+        if trainer.strategy.mid_accumulation:  # checkpoints hold whole steps only: save after this one
+            self.save_at_next_step = True
+            return
         self.save(trainer)
 
     def after_train(self, trainer: Trainer) -> None:

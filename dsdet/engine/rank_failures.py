@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -69,6 +70,8 @@ def name_lost_ranks(env: DistEnv) -> Iterator[None]:
         dead = dead_ranks(processes)
         if not dead:
             raise
+        # Finish reporting: the launcher is about to terminate this rank as well.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         names = ", ".join(f"rank {p.rank} (pid {p.pid} on {p.host})" for p in dead)
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise DsdetError(

@@ -14,7 +14,7 @@ import torch
 from dsdet.config import ExperimentConfig
 from dsdet.engine import checkpoint as ckpt
 from dsdet.engine import universal
-from dsdet.engine.distributed import DistEnv, barrier
+from dsdet.engine.distributed import DistEnv, barrier, broadcast_object
 from dsdet.engine.export import run_info
 from dsdet.engine.strategy import DeepSpeedStrategy
 from dsdet.engine.trainer import Trainer
@@ -31,14 +31,21 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict:
-    """This rank's random generator states (stored per rank in checkpoints)."""
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """This rank's random generator states as plain values and tensors (checkpoints stay loadable with
+    `torch.load(weights_only=True)`)."""
+    kind, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": (kind, keys.tolist(), position, has_gauss, cached_gaussian),
+        "torch": torch.get_rng_state(),
+    }
 
 
 def set_rng_state(state: dict) -> None:
     """Restore what `rng_state` returned."""
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    kind, keys, position, has_gauss, cached_gaussian = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached_gaussian))
     torch.set_rng_state(state["torch"])
 
 
@@ -61,10 +68,24 @@ class ResumePlan:
         return universal.with_universal_loading(ds_config) if self.universal else ds_config
 
 
+def _agreed_checkpoint(exp: ExperimentConfig, env: DistEnv) -> ckpt.CheckpointRef | None:
+    """Rank 0 looks up `train.resume` (reading every file once to verify it) and tells the others."""
+    found: tuple[ckpt.CheckpointRef | None, str | None] = (None, None)
+    if env.is_main and exp.train.resume:
+        try:
+            found = (ckpt.find_checkpoint(exp.train.resume, exp.train.output_dir), None)
+        except DsdetError as exc:
+            found = (None, str(exc))
+    ref, error = broadcast_object(found)
+    if error is not None:
+        raise DsdetError(error)
+    return ref
+
+
 def plan_resume(exp: ExperimentConfig, env: DistEnv, num_classes: int, ds_config: dict) -> ResumePlan:
     """Find `train.resume` (auto: the run's newest good checkpoint), check it fits this model, and convert it
     to a universal checkpoint (rank 0, once) when the world size or ZeRO stage changed. Call on every rank."""
-    ref = ckpt.find_checkpoint(exp.train.resume, exp.train.output_dir) if exp.train.resume else None
+    ref = _agreed_checkpoint(exp, env)
     if ref is None:
         return ResumePlan()
     saved = run_info(ref)

@@ -128,7 +128,7 @@ def train(exp: ExperimentConfig) -> dict:
         hooks=hooks,
     )
     if env.is_main:
-        (output_dir / "deepspeed_config.json").write_text(json.dumps(ds_config, indent=1))
+        (output_dir / "deepspeed_config.json").write_text(json.dumps(strategy.ds_config, indent=1))
     resume(trainer, strategy, plan, exp, env, data.batch_size)
     with name_lost_ranks(env):  # a survivor of a killed rank names it instead of a gloo/NCCL traceback
         state = trainer.train()

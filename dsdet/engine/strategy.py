@@ -34,6 +34,23 @@ def check_precision_supported(ds_config: dict) -> None:
         raise DsdetError(f"bf16 is not supported on {accelerator.device_name()}; set train.precision=fp32")
 
 
+def for_accelerator(ds_config: dict) -> dict:
+    """`ds_config` with torch's Adam(W) on CPU unless the config chose (`optimizer.params.torch_adam`).
+
+    DeepSpeed's CPU Adam kernels keep beta**step as a running product inside the process and recompute it with
+    pow() after a restart, so a resumed run drifts from an uninterrupted one in the last bits of every update;
+    torch's Adam(W) computes it from the step each time, so resuming gives the same weights, bit for bit."""
+    optimizer = ds_config.get("optimizer") or {}
+    params = optimizer.get("params", {})
+    if (
+        get_accelerator().device_name() != "cpu"
+        or str(optimizer.get("type", "")).lower() not in ("adam", "adamw")
+        or "torch_adam" in params
+    ):
+        return ds_config
+    return {**ds_config, "optimizer": {**optimizer, "params": {**params, "torch_adam": True}}}
+
+
 class DeepSpeedStrategy:
     """Builds, wraps, steps, saves and restores a model with DeepSpeed."""
 
@@ -42,7 +59,7 @@ class DeepSpeedStrategy:
 
     def __init__(self, ds_config: dict):
         check_precision_supported(ds_config)
-        self.ds_config = ds_config
+        self.ds_config = for_accelerator(ds_config)
         self.engine: deepspeed.DeepSpeedEngine | None = None
 
     @property
@@ -108,6 +125,11 @@ class DeepSpeedStrategy:
         self.engine.backward(loss)
         self.engine.step()
         return boundary
+
+    @property
+    def mid_accumulation(self) -> bool:
+        """True between the micro-batches of one optimizer step: a checkpoint now would lose their gradients."""
+        return self.engine.micro_steps % self.engine.gradient_accumulation_steps() != 0
 
     @property
     def global_step(self) -> int:

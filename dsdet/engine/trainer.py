@@ -159,11 +159,19 @@ class Trainer:
 
     def _handle_nonfinite(self, loss_dict: dict[str, torch.Tensor], targets: list[dict]) -> None:
         bad = {k: float(v) for k, v in loss_dict.items() if not math.isfinite(float(v))}
+        state = self.state
+        where = f"step {state.global_step + 1} (epoch {state.epoch}, batch {state.batch_in_epoch})"
+        image_ids = [int(t["image_id"]) for t in targets]
+        what = f"on images {image_ids}: {bad}" if bad else "on another rank"
         if self.nonfinite_loss == "stop":
-            image_ids = [int(t["image_id"]) for t in targets]
             raise DsdetError(
-                f"non-finite loss at step {self.state.global_step} (epoch {self.state.epoch}, "
-                f"batch {self.state.batch_in_epoch}) on images {image_ids}: {bad}; "
-                "lower train.lr or set train.nonfinite_loss=skip"
+                f"non-finite loss in {where} {what}; lower train.lr or set train.nonfinite_loss=skip"
             )
-        self.state.skipped_nonfinite += 1
+        state.skipped_nonfinite += 1
+        if bad:
+            log.warning(
+                "non-finite loss in %s %s: micro-batch skipped (%d so far)",
+                where,
+                what,
+                state.skipped_nonfinite,
+            )

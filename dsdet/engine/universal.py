@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 import deepspeed
 import torch
+from deepspeed.checkpoint.constants import PARAM
 from torch import nn
 
 from dsdet.engine import checkpoint as ckpt
@@ -101,7 +102,7 @@ def convert(ref: ckpt.CheckpointRef) -> ckpt.CheckpointRef:
         lines = (proc.stderr or proc.stdout).strip().splitlines() or ["no output"]
         raise DsdetError(f"converting checkpoint {ref.path} to a universal checkpoint failed: {lines[-1]}")
     _name_model_states_for_every_stage(tmp)
-    _optimizer_state_for_every_stage(tmp)
+    _readable_by_every_stage(tmp)
     tmp.rename(target.path)
     ckpt.mark_complete(target, {"converted_from": ref.tag})
     return target
@@ -116,18 +117,27 @@ def _name_model_states_for_every_stage(folder: Path) -> None:
         shutil.copyfile(zero2, zero3)
 
 
-def _optimizer_state_for_every_stage(folder: Path) -> None:
-    """The converter writes the optimizer's global state in the saving stage's layout; add what the other reads.
+def _readable_by_every_stage(folder: Path) -> None:
+    """The converter writes the layout of the ZeRO stage that saved; add what the other stages' loaders read.
 
-    ZeRO-3 reads the step and hyperparameters under `optimizer_state_dict`; ZeRO-1/2 need `ds_version`."""
-    path = folder / "zero" / "optimizer_state.pt"
-    state = torch.load(path, map_location="cpu", weights_only=False)  # DeepSpeed's own file
-    step = torch.load(next(path.parent.glob("*/step.pt")), weights_only=False)
+    ZeRO-3 reads the step and hyperparameters from `optimizer_state_dict`; ZeRO-1/2 want `ds_version` there,
+    each parameter state as a `{"param": tensor}` dict and the step in every parameter's `step.pt`."""
+    zero = folder / "zero"
+    path = zero / "optimizer_state.pt"
+    state = torch.load(path, map_location="cpu", weights_only=False)  # DeepSpeed's own files, not user input
     state.setdefault("ds_version", deepspeed.__version__)
-    state.setdefault(
-        "optimizer_state_dict", {"state": {0: {"step": step}}, "param_groups": state["param_groups"]}
-    )
+    if "optimizer_state_dict" not in state:  # saved by ZeRO-1/2, whose converter keeps the step per parameter
+        step = torch.load(next(zero.glob("*/step.pt")), weights_only=False)
+        state["optimizer_state_dict"] = {"state": {0: {"step": step}}, "param_groups": state["param_groups"]}
     torch.save(state, path)
+    step = state["optimizer_state_dict"]["state"][0]["step"]
+    for param_dir in (d for d in zero.iterdir() if (d / "exp_avg.pt").is_file()):
+        for file in param_dir.glob("*.pt"):
+            value = torch.load(file, map_location="cpu", weights_only=False)
+            if torch.is_tensor(value) and file.name != "step.pt":  # saved by ZeRO-3: a bare flat tensor
+                torch.save({PARAM: value}, file)
+        if not (param_dir / "step.pt").is_file():
+            torch.save(step, param_dir / "step.pt")
 
 
 def with_universal_loading(ds_config: dict) -> dict:
