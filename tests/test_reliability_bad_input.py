@@ -73,6 +73,20 @@ CASES = {
         lambda f, d: train(f, d, "train.precision=fp16"),
         ["fp16 needs a GPU", "train.precision=bf16"],
     ),
+    "optimizer offloaded to NVMe": (
+        lambda f, d: train(
+            f,
+            d,
+            "deepspeed.zero_optimization={stage: 3, offload_optimizer: {device: nvme, nvme_path: /tmp}}",
+        ),
+        ["offload_optimizer.device nvme cannot be checkpointed", "set offload_optimizer.device to cpu"],
+    ),
+    "parameters offloaded to NVMe on CPU": (
+        lambda f, d: train(
+            f, d, "deepspeed.zero_optimization={stage: 3, offload_param: {device: nvme, nvme_path: /tmp}}"
+        ),
+        ["offload_param.device nvme does not work on DeepSpeed's CPU accelerator"],
+    ),
     "unreadable image": (
         lambda f, d: train(f, d) + [f"data.root={f['data']}"],
         ["cannot read image", "images/train/"],

@@ -22,8 +22,8 @@ from dsdet.errors import DsdetError
 log = logging.getLogger("dsdet.engine")
 
 
-def check_precision_supported(ds_config: dict) -> None:
-    """Refuse fp16 where DeepSpeed cannot run it, with the reason and what to use instead."""
+def check_supported(ds_config: dict) -> None:
+    """Refuse what DeepSpeed cannot run here or cannot checkpoint, with the reason and what to use instead."""
     accelerator = get_accelerator()
     if ds_config.get("fp16", {}).get("enabled") and accelerator.device_name() == "cpu":
         raise DsdetError(
@@ -32,6 +32,18 @@ def check_precision_supported(ds_config: dict) -> None:
         )
     if ds_config.get("bf16", {}).get("enabled") and not accelerator.is_bf16_supported():
         raise DsdetError(f"bf16 is not supported on {accelerator.device_name()}; set train.precision=fp32")
+    zero = ds_config.get("zero_optimization", {})
+    if (zero.get("offload_optimizer") or {}).get("device") == "nvme":
+        raise DsdetError(
+            "zero_optimization.offload_optimizer.device nvme cannot be checkpointed: DeepSpeed saves the optimizer "
+            "states it swapped to NVMe as empty tensors, so the run could never resume or export; "
+            "set offload_optimizer.device to cpu"
+        )
+    if (zero.get("offload_param") or {}).get("device") == "nvme" and accelerator.device_name() == "cpu":
+        raise DsdetError(
+            "zero_optimization.offload_param.device nvme does not work on DeepSpeed's CPU accelerator (it swaps "
+            "fp32 parameters back in as bf16); set offload_param.device to cpu here, nvme is for GPU machines"
+        )
 
 
 def for_accelerator(ds_config: dict) -> dict:
@@ -58,7 +70,7 @@ class DeepSpeedStrategy:
     micro_batches_per_call = 1
 
     def __init__(self, ds_config: dict):
-        check_precision_supported(ds_config)
+        check_supported(ds_config)
         self.ds_config = for_accelerator(ds_config)
         self.engine: deepspeed.DeepSpeedEngine | None = None
 
