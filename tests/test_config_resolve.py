@@ -67,12 +67,21 @@ def test_every_auto_is_filled_from_the_experiment():
     assert ds["bf16"] == {"enabled": False} and ds["fp16"] == {"enabled": False}
     assert ds["torch_autocast"] == {"enabled": True, "dtype": "bfloat16"}
     assert ds["gradient_clipping"] == 5.0
-    # 3e6 parameters: buckets of 3e6 / 4 = 750_000 < 2**20, so 2**20; persistence 10 x isqrt(3e6) = 17_320
+    # 3e6 parameters: buckets of 3e6 / 4 = 750_000 < 2**20, so 2**20; persistence 10 x isqrt(3e6) = 17_320;
+    # the unset prefetch bucket is sized too, not left to DeepSpeed's 5e7
     assert ds["zero_optimization"] == {
         "stage": 3,
         "reduce_bucket_size": 2**20,
         "stage3_param_persistence_threshold": 17_320,
+        "stage3_prefetch_bucket_size": 2**20,
     }
+
+
+def test_an_explicit_bucket_size_is_kept_and_unset_ones_are_sized():
+    ds = resolve(["deepspeed.zero_optimization={stage: 2, reduce_bucket_size: 5000000}"])
+    assert ds["zero_optimization"]["reduce_bucket_size"] == 5_000_000
+    assert ds["zero_optimization"]["allgather_bucket_size"] == 2**20
+    assert "stage3_prefetch_bucket_size" not in ds["zero_optimization"]
 
 
 def test_max_steps_caps_the_schedule():

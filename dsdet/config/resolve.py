@@ -98,7 +98,7 @@ def fill_from_experiment(
     weight_decay <- train.weight_decay, warmup_num_steps <- warmup_steps(), total_num_steps <-
     total_training_steps(), gradient_clipping <- train.gradient_clipping, fp16/torch_autocast enabled <- train.precision (bf16 is
     autocast with fp32 weights, so bf16.enabled <- false),
-    bucket sizes <- bucket_sizes(num_parameters). Values needing an unknown world size or step count stay "auto".
+    bucket sizes <- bucket_sizes(num_parameters), also where the experiment leaves them unset. Values needing an unknown world size or step count stay "auto".
 
     With must_match, a key the experiment decides that is missing is filled too, and an explicit value that
     disagrees is a conflict (all reported together); without it, only "auto" is filled and explicit values win."""
@@ -106,6 +106,7 @@ def fill_from_experiment(
         if value is not None:
             _require_positive(name, value)
     data = exp.deepspeed.to_deepspeed_dict(allow_auto=True)
+    _unset_buckets_are_auto(data)
     conflicts = _fill(
         data, _experiment_targets(exp, exp.deepspeed, steps_per_epoch, num_parameters), must_match
     )
@@ -122,6 +123,24 @@ def fill_from_experiment(
     return validate_model(
         DeepSpeedConfig, data, "the experiment's resolved deepspeed section", at="deepspeed"
     )
+
+
+# The bucket keys each ZeRO stage reads.
+_STAGE_BUCKETS = {
+    1: ("reduce_bucket_size", "allgather_bucket_size"),
+    2: ("reduce_bucket_size", "allgather_bucket_size"),
+    3: ("reduce_bucket_size", "stage3_prefetch_bucket_size", "stage3_param_persistence_threshold"),
+}
+
+
+def _unset_buckets_are_auto(data: dict[str, Any]) -> None:
+    """An experiment that leaves a bucket size of its ZeRO stage unset gets it sized from the model ("auto"):
+    DeepSpeed's own 5e8-element buckets make ZeRO-3 hold about 14x a detector's model states
+    (docs/BENCHMARKS.md, "ZeRO model-state memory vs estimate")."""
+    zero = data.get("zero_optimization")
+    if isinstance(zero, dict) and isinstance(zero.get("stage"), int):
+        for key in _STAGE_BUCKETS.get(zero["stage"], ()):
+            zero.setdefault(key, AUTO)
 
 
 def _experiment_targets(
