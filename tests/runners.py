@@ -43,20 +43,16 @@ def run(
     return proc
 
 
+def deepspeed_command(ranks: int, *target) -> list:
+    """`deepspeed --num_gpus N --master_port <a free port> TARGET...` (one node, CPU ranks)."""
+    return [BIN / "deepspeed", "--num_gpus", str(ranks), "--master_port", str(free_port()), *target]
+
+
 def deepspeed_train(
     args: list[str], *, ranks: int = 2, cwd: Path | None = None, check: bool = True, timeout: float = 600
 ):
     """`deepspeed --num_gpus N --module dsdet.train ARGS` on a fresh master port."""
-    cmd = [
-        BIN / "deepspeed",
-        "--num_gpus",
-        str(ranks),
-        "--master_port",
-        str(free_port()),
-        "--module",
-        "dsdet.train",
-        *args,
-    ]
+    cmd = deepspeed_command(ranks, "--module", "dsdet.train", *args)
     return run(cmd, cwd=cwd, check=check, timeout=timeout)
 
 

@@ -58,7 +58,7 @@ def test_generate_with_world_size_resolves_every_auto():
     assert config["fp16"]["enabled"] is True and config["bf16"]["enabled"] is False
     # default 2 epochs x ceil(100 / 2) = 100 steps, 10% warm-up
     assert config["scheduler"]["params"]["warmup_num_steps"] == 10
-    assert config["zero_optimization"]["reduce_bucket_size"] == 10_000_000
+    assert config["zero_optimization"]["reduce_bucket_size"] == 10_002_432  # 40e6 / 4, aligned to 4096
 
 
 def test_validate_ok_for_both_kinds(tmp_path):

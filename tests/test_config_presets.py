@@ -10,7 +10,7 @@ import pytest
 from dsdet.config import PRESETS, ExperimentConfig, generate_deepspeed_config, resolve_deepspeed_config
 from dsdet.config.presets import BASE_DEEPSPEED, overlay
 from dsdet.errors import DsdetError
-from tests.runners import BIN, free_port, run
+from tests.runners import deepspeed_command, run
 
 DS_CONFIGS = Path(__file__).resolve().parents[1] / "ds_configs"
 
@@ -169,15 +169,7 @@ def test_deepspeed_initializes_the_presets_on_two_ranks(tmp_path):
     (tmp_path / "configs.json").write_text(json.dumps(configs))
     (tmp_path / "engine.py").write_text(ENGINE_SCRIPT)
     out = run(
-        [
-            BIN / "deepspeed",
-            "--num_gpus",
-            "2",
-            "--master_port",
-            free_port(),
-            tmp_path / "engine.py",
-            tmp_path / "configs.json",
-        ],
+        deepspeed_command(2, tmp_path / "engine.py", tmp_path / "configs.json"),
         cwd=tmp_path,
         timeout=600,
     )

@@ -105,13 +105,23 @@ def test_bucket_sizes_follow_the_parameter_count():
         "stage3_prefetch_bucket_size": 50_000_000,
         "stage3_param_persistence_threshold": 100_000,
     }
+    # P/4 = 10_000_000, rounded up to a multiple of 4096
     assert bucket_sizes(40_000_000) == {
-        "reduce_bucket_size": 10_000_000,
-        "allgather_bucket_size": 10_000_000,
-        "stage3_prefetch_bucket_size": 10_000_000,
+        "reduce_bucket_size": 10_002_432,
+        "allgather_bucket_size": 10_002_432,
+        "stage3_prefetch_bucket_size": 10_002_432,
         "stage3_param_persistence_threshold": 63_240,
     }
     assert bucket_sizes(10**10)["reduce_bucket_size"] == 500_000_000
+
+
+@pytest.mark.parametrize("num_parameters", [18_975_129, 4_194_305, 7_777_777])
+def test_bucket_sizes_are_aligned_for_deepspeed(num_parameters):
+    # ZeRO-1/2 assert "allgather_bucket_size must be a multiple of nccl_start_alignment_factor" (an odd
+    # P/4 from fasterrcnn_mobilenet_v3_large_fpn's 18,975,129 parameters failed there).
+    sizes = bucket_sizes(num_parameters)
+    for key in ("reduce_bucket_size", "allgather_bucket_size", "stage3_prefetch_bucket_size"):
+        assert sizes[key] % 4096 == 0 and sizes[key] >= num_parameters / 4, (key, sizes[key])
 
 
 def test_missing_keys_the_experiment_decides_are_filled():

@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -13,6 +12,7 @@ import pytest
 import torch
 
 from dsdet.eval import CocoEvaluator
+from tests.runners import free_port
 
 NUM_IMAGES = 21  # odd, so the distributed sampler pads rank 1's shard with a repeat of image 1
 LABEL_TO_CATEGORY = {1: 5, 2: 8}
@@ -74,12 +74,6 @@ def random_case(seed):
         predictions.append({"boxes": boxes, "scores": scores, "labels": labels})
     categories = [{"id": category_id, "name": str(category_id)} for category_id in LABEL_TO_CATEGORY.values()]
     return {"images": images, "annotations": annotations, "categories": categories}, predictions
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_two_gloo_ranks_with_padded_shards_match_one_process(tmp_path: Path):

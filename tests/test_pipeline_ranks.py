@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.runners import BIN, REPO, free_port, run
+from tests.runners import REPO, deepspeed_command, run
 
 pytestmark = pytest.mark.distributed
 
@@ -21,17 +21,7 @@ TOLERANCE = 1e-4  # relative
 
 def launch(out: Path, ranks: int, *args: str) -> list[dict]:
     """Run the script on `ranks` ranks; each rank's report, by rank."""
-    cmd = [
-        BIN / "deepspeed",
-        "--num_gpus",
-        str(ranks),
-        "--master_port",
-        str(free_port()),
-        SCRIPT,
-        "--out",
-        out,
-        *args,
-    ]
+    cmd = deepspeed_command(ranks, SCRIPT, "--out", out, *args)
     run(cmd, cwd=REPO, env={"OMP_NUM_THREADS": "1"}, timeout=400)
     return [json.loads((out / f"rank{rank}.json").read_text()) for rank in range(ranks)]
 

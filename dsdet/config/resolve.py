@@ -44,18 +44,23 @@ def warmup_steps(exp: ExperimentConfig, total_steps: int) -> int:
     return max(1, math.ceil(exp.train.warmup_ratio * total_steps))
 
 
+# DeepSpeed asserts bucket sizes are multiples of its alignment (2 elements in ZeRO-1/2); round to 4096.
+_BUCKET_ALIGNMENT = 4096
+
+
 def bucket_sizes(num_parameters: int | None) -> dict[str, int]:
     """ZeRO bucket sizes in elements for a model with `num_parameters` trainable parameters.
 
     Detectors have no transformer hidden size, so the sizes follow the parameter count P: gradients are
-    reduced and gathered in about four buckets (P/4, between 2**20 and DeepSpeed's 5e8) so communication
+    reduced and gathered in about four buckets (P/4 rounded up to 4096, between 2**20 and DeepSpeed's 5e8) so communication
     overlaps the backward pass without becoming latency-bound; ZeRO-3 prefetches one bucket ahead; tensors
     below 10*sqrt(P) elements (biases, norms, small heads) stay whole instead of being partitioned.
     Unknown P gives DeepSpeed's own defaults."""
     if num_parameters is None:
         return dict(_DEEPSPEED_BUCKETS)
     _require_positive("num_parameters", num_parameters)
-    bucket = min(500_000_000, max(2**20, math.ceil(num_parameters / 4)))
+    quarter = -(-math.ceil(num_parameters / 4) // _BUCKET_ALIGNMENT) * _BUCKET_ALIGNMENT
+    bucket = min(500_000_000, max(2**20, quarter))
     return {
         "reduce_bucket_size": bucket,
         "allgather_bucket_size": bucket,

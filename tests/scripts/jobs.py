@@ -12,15 +12,14 @@ from pathlib import Path
 
 import psutil
 
-from tests.runners import BIN, free_port
+from tests.runners import deepspeed_command
 
 
 class Job:
     """`deepspeed --num_gpus N --module dsdet.train ARGS` in its own session, output in `log`."""
 
     def __init__(self, args: list[str], log: Path, ranks: int = 2):
-        cmd = [BIN / "deepspeed", "--num_gpus", str(ranks), "--master_port", str(free_port())]
-        cmd += ["--module", "dsdet.train", *args]
+        cmd = deepspeed_command(ranks, "--module", "dsdet.train", *args)
         self.log = log
         with log.open("w") as out:
             self.proc = subprocess.Popen(
