@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -49,7 +50,10 @@ def test_zero_stages_and_offload_train_and_agree(mini_data_dir, tmp_path):
     losses = {}
     for name, overrides in ZERO_SETUPS.items():
         out = tmp_path / name
-        deepspeed_train(small_run(mini_data_dir, out, *overrides))
+        proc = deepspeed_train(small_run(mini_data_dir, out, *overrides))
+        # 2 ranks share this node's cores instead of each taking all of them
+        threads = int(os.environ.get("OMP_NUM_THREADS", 0)) or max(1, len(os.sched_getaffinity(0)) // 2)
+        assert f"2 ranks, {threads} torch threads each" in proc.stdout + proc.stderr
         losses[name] = [row["loss"] for row in read_jsonl(out / "train_log.jsonl")]
         assert len(losses[name]) == 8
         ref = latest_good(checkpoints_dir(out))

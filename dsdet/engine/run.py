@@ -46,6 +46,7 @@ def train(exp: ExperimentConfig) -> dict:
     """Run the experiment on this rank; returns a summary (rank 0 has metrics and paths)."""
     env = init_distributed()
     setup_logging(env.rank)
+    log.info("%d ranks, %d torch threads each (OMP_NUM_THREADS sets it)", env.world_size, torch.get_num_threads())
     output_dir = Path(exp.train.output_dir)
     if env.is_main:
         output_dir.mkdir(parents=True, exist_ok=True)
