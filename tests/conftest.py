@@ -42,14 +42,15 @@ def mini_data_dir(default_data_dir: Path, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def process_group():
     """A real one-rank gloo process group joined through dsdet's own init (for DeepSpeed code run in-process)."""
-    import torch.distributed as dist
+    import deepspeed.comm
 
     from dsdet.engine.distributed import init_distributed
 
     saved = {k: os.environ.get(k) for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
     env = init_distributed()
     yield env
-    dist.destroy_process_group()
+    # DeepSpeed's own destroy also drops the groups it cached (a later module's engine would use stale ones).
+    deepspeed.comm.destroy_process_group()
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)
