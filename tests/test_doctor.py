@@ -68,6 +68,7 @@ def test_doctor_names_a_broken_experiment_file(tmp_path: Path):
     [
         ([], "cpu", {"deepspeed_shm_comm"}),
         (["deepspeed.optimizer.params.torch_adam=false"], "cpu", {"fused_adam", "deepspeed_shm_comm"}),
+        (["deepspeed.optimizer=null"], "cpu", {"deepspeed_shm_comm"}),
         ([], "cuda", {"fused_adam"}),
         (["deepspeed.optimizer.params.torch_adam=true"], "cuda", set()),
         (["deepspeed.optimizer={type: Lamb}", "deepspeed.zero_optimization.stage=0"], "cuda", {"fused_lamb"}),

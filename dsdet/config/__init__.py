@@ -18,6 +18,7 @@ from dsdet.config.problems import ConfigError
 from dsdet.config.resolve import (
     bucket_sizes,
     fill_from_experiment,
+    for_device,
     resolve_deepspeed_config,
     total_training_steps,
     warmup_steps,
@@ -40,6 +41,7 @@ __all__ = [
     "estimate_memory",
     "experiment_hash",
     "fill_from_experiment",
+    "for_device",
     "generate_deepspeed_config",
     "load_config_file",
     "load_deepspeed_config",

@@ -130,6 +130,20 @@ def fill_from_experiment(
     )
 
 
+def for_device(ds_config: dict[str, Any], device: str) -> dict[str, Any]:
+    """`ds_config` with torch's Adam(W) on the CPU accelerator (`device` "cpu") unless the config chose
+    (`optimizer.params.torch_adam`).
+
+    DeepSpeed's CPU Adam kernels keep beta**step as a running product inside the process and recompute it with
+    pow() after a restart, so a resumed run drifts from an uninterrupted one in the last bits of every update;
+    torch's Adam(W) computes it from the step each time, so resuming gives the same weights, bit for bit."""
+    optimizer = ds_config.get("optimizer") or {}
+    params = optimizer.get("params", {})
+    if device != "cpu" or str(optimizer.get("type", "")).lower() not in ("adam", "adamw") or "torch_adam" in params:
+        return ds_config
+    return {**ds_config, "optimizer": {**optimizer, "params": {**params, "torch_adam": True}}}
+
+
 # The bucket keys each ZeRO stage reads.
 _STAGE_BUCKETS = {
     1: ("reduce_bucket_size", "allgather_bucket_size"),

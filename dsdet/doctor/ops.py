@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch.utils.cpp_extension import get_default_build_root, is_ninja_available
 
-from dsdet.config import ExperimentConfig
+from dsdet.config import ExperimentConfig, for_device
 from dsdet.doctor.report import Check
 
 GROUP = "deepspeed ops"
@@ -31,10 +31,8 @@ def needed_ops(exp: ExperimentConfig, device: str) -> dict[str, str]:
     }
     needed = {}
     kind = ds.optimizer.type.lower() if ds.optimizer is not None else ""
-    # Left unset, torch_adam is on for CPU training (dsdet.engine.strategy.for_accelerator).
-    params = ds.optimizer.params if ds.optimizer is not None else None
-    torch_adam = params.torch_adam if "torch_adam" in params.model_fields_set else device == "cpu"
-    if kind in ("adam", "adamw") and not torch_adam:
+    optimizer = for_device(ds.to_deepspeed_dict(allow_auto=True), device).get("optimizer") or {}
+    if kind in ("adam", "adamw") and not optimizer.get("params", {}).get("torch_adam", False):
         if zero.offload_optimizer is not None and zero.offload_optimizer.active:
             needed["cpu_adam"] = f"{ds.optimizer.type} with the optimizer offloaded"
         else:

@@ -15,6 +15,7 @@ import torch
 from deepspeed.accelerator import get_accelerator
 from torch import nn
 
+from dsdet.config import for_device
 from dsdet.engine import checkpoint as ckpt
 from dsdet.engine.distributed import barrier
 from dsdet.errors import DsdetError
@@ -46,23 +47,6 @@ def check_supported(ds_config: dict) -> None:
         )
 
 
-def for_accelerator(ds_config: dict) -> dict:
-    """`ds_config` with torch's Adam(W) on CPU unless the config chose (`optimizer.params.torch_adam`).
-
-    DeepSpeed's CPU Adam kernels keep beta**step as a running product inside the process and recompute it with
-    pow() after a restart, so a resumed run drifts from an uninterrupted one in the last bits of every update;
-    torch's Adam(W) computes it from the step each time, so resuming gives the same weights, bit for bit."""
-    optimizer = ds_config.get("optimizer") or {}
-    params = optimizer.get("params", {})
-    if (
-        get_accelerator().device_name() != "cpu"
-        or str(optimizer.get("type", "")).lower() not in ("adam", "adamw")
-        or "torch_adam" in params
-    ):
-        return ds_config
-    return {**ds_config, "optimizer": {**optimizer, "params": {**params, "torch_adam": True}}}
-
-
 class DeepSpeedStrategy:
     """Builds, wraps, steps, saves and restores a model with DeepSpeed."""
 
@@ -71,7 +55,7 @@ class DeepSpeedStrategy:
 
     def __init__(self, ds_config: dict):
         check_supported(ds_config)
-        self.ds_config = for_accelerator(ds_config)
+        self.ds_config = for_device(ds_config, get_accelerator().device_name())
         self.engine: deepspeed.DeepSpeedEngine | None = None
 
     @property
