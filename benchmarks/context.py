@@ -64,33 +64,29 @@ class Context:
         command = LAUNCHERS[launcher](
             "dsdet.train", [*self.common_overrides(out_dir), *overrides], self.budget.ranks
         )
-        record = launch(
-            label,
-            command,
-            module="dsdet.train",
-            out_dir=out_dir,
-            watch=DSDET_WATCH,
-            env=self.launch_env(),
-            timeout_s=self.budget.timeout_s,
-            progress_file="train_log.jsonl",
-        )
-        return record, out_dir
+        return self._launch(label, command, "dsdet.train", DSDET_WATCH, out_dir), out_dir
 
     def plain_run(self, label: str, overrides: list[str], recipe: str = "adamw") -> tuple[RunRecord, Path]:
         """`torchrun -m benchmarks.plain_ddp` with `overrides` in a fresh folder."""
         out_dir = self.fresh_dir(label)
         args = ["--recipe", recipe, *self.common_overrides(out_dir), *overrides]
-        record = launch(
+        command = torchrun_command("benchmarks.plain_ddp", args, self.budget.ranks)
+        return self._launch(label, command, "benchmarks.plain_ddp", PLAIN_WATCH, out_dir), out_dir
+
+    def _launch(
+        self, label: str, command: list, module: str, watch: dict[str, str], out_dir: Path
+    ) -> RunRecord:
+        """Run `command` with this context's environment and time limit, following its train_log.jsonl."""
+        return launch(
             label,
-            torchrun_command("benchmarks.plain_ddp", args, self.budget.ranks),
-            module="benchmarks.plain_ddp",
+            command,
+            module=module,
             out_dir=out_dir,
-            watch=PLAIN_WATCH,
+            watch=watch,
             env=self.launch_env(),
             timeout_s=self.budget.timeout_s,
             progress_file="train_log.jsonl",
         )
-        return record, out_dir
 
 
 def slug(label: str) -> str:

@@ -162,8 +162,7 @@ def local_world_size() -> int:
 def share_cpu_cores() -> None:
     """On the CPU accelerator give each rank its share of the node's cores as torch threads, unless
     OMP_NUM_THREADS is set. torch's default (every core in every rank) oversubscribes the node: with 2 ranks
-    on 2 cores it made a Faster R-CNN step ~15% slower than torchrun's one thread per rank
-    (docs/BENCHMARKS.md)."""
+    on 2 cores it made Faster R-CNN steps 2-10x slower than one thread per rank (benchmarks/FINDINGS.md)."""
     from deepspeed.accelerator import get_accelerator
 
     if get_accelerator().device_name() == "cpu" and "OMP_NUM_THREADS" not in os.environ:
