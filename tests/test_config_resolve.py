@@ -10,6 +10,7 @@ from dsdet.config import (
     ExperimentConfig,
     bucket_sizes,
     fill_from_experiment,
+    for_device,
     load_experiment,
     resolve_deepspeed_config,
     total_training_steps,
@@ -204,3 +205,29 @@ def test_resolved_default_experiment_is_accepted_by_deepspeed():
         2,
     )
     assert parsed.torch_autocast_enabled and not parsed.bfloat16_config.enabled and parsed.optimizer_name == "adamw"
+
+
+@pytest.mark.parametrize(
+    ("params", "device", "expected"),
+    [
+        ({}, "cpu", {"torch_adam": True, "fused": True}),
+        ({"torch_adam": True}, "cpu", {"torch_adam": True, "fused": True}),
+        ({"fused": False}, "cpu", {"torch_adam": True, "fused": False}),
+        ({"torch_adam": False}, "cpu", {"torch_adam": False}),
+        ({}, "cuda", {}),
+        ({"torch_adam": True}, "cuda", {"torch_adam": True}),
+    ],
+)
+def test_for_device_picks_torchs_fused_adamw_on_cpu_unless_chosen(params, device, expected):
+    ds = {"optimizer": {"type": "AdamW", "params": {"lr": 0.1, **params}}}
+    assert for_device(ds, device)["optimizer"]["params"] == {"lr": 0.1, **expected}
+    assert for_device({"optimizer": {"type": "SGD", "params": {"lr": 0.1}}}, device)["optimizer"]["params"] == {
+        "lr": 0.1
+    }
+
+
+def test_fused_without_torch_adam_is_refused_by_name():
+    with pytest.raises(DsdetError, match=r"optimizer\.params.*fused selects torch's Adam kernel"):
+        load_experiment(
+            None, ["deepspeed.optimizer.params.torch_adam=false", "deepspeed.optimizer.params.fused=true"]
+        )

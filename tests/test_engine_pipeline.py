@@ -23,6 +23,9 @@ def test_two_stage_pipeline_trains_evaluates_and_exports(mini_data_dir, tmp_path
         "train.max_steps=6",
         "eval.every_epochs=1",
         "train.epochs=1",
+        # Stage boundaries send NCHW tensors, so a channels-last model sums some BatchNorm statistics in
+        # another order than the plain run: equal within float noise, which 6 steps at lr 0.01 amplify.
+        "model.channels_last=false",
     )
     out = tmp_path / "pipe"
     deepspeed_train(small_run(mini_data_dir, out, "deepspeed.pipeline.stages=2", *common))

@@ -57,6 +57,8 @@ def test_bf16_autocast_trains_and_predicts(name, mini_data_dir, tmp_path, proces
     strategy = DeepSpeedStrategy(ds_config)
     assert strategy.compute_dtype == torch.bfloat16
     strategy.prepare(factory())
+    optimizer = strategy.engine.basic_optimizer
+    assert type(optimizer) is torch.optim.AdamW and optimizer.defaults["fused"]  # dsdet's CPU choice
     conv_dtypes = record_conv_dtypes(strategy.module)
 
     for _, (images, targets) in zip(range(STEPS), data.train_loader, strict=False):

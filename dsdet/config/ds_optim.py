@@ -30,6 +30,19 @@ class AdamParams(StrictModel):
         description="Use torch.optim.Adam(W) instead of DeepSpeed's fused kernel; left unset, dsdet turns it on "
         "for CPU training, where DeepSpeed's kernel would make resumed runs differ in the last bits.",
     )
+    fused: bool | None = Field(
+        None,
+        description="torch's fused Adam(W) kernel (only with torch_adam); left unset, dsdet turns it on for CPU "
+        "training, where it steps a detector's parameters about 7x faster than torch's default per-tensor loop.",
+    )
+
+    @model_validator(mode="after")
+    def _fused_needs_torch_adam(self) -> AdamParams:
+        if self.fused is not None and "torch_adam" in self.model_fields_set and not self.torch_adam:
+            raise ValueError(
+                "fused selects torch's Adam kernel and needs torch_adam (DeepSpeed's kernels are fused)"
+            )
+        return self
 
 
 class LambParams(StrictModel):

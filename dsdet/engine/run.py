@@ -32,7 +32,15 @@ log = logging.getLogger("dsdet")
 def model_factory(exp: ExperimentConfig, num_classes: int):
     """A zero-argument builder of the experiment's model."""
     m = exp.model
-    return partial(build_model, m.name, num_classes, weights=m.weights, norm=m.norm, **m.kwargs)
+    return partial(
+        build_model,
+        m.name,
+        num_classes,
+        weights=m.weights,
+        norm=m.norm,
+        channels_last=m.channels_last,
+        **m.kwargs,
+    )
 
 
 def count_parameters(factory) -> int:

@@ -7,6 +7,7 @@ from pathlib import Path
 from torch import nn
 
 from dsdet.errors import DsdetError
+from dsdet.models.memory_format import use_channels_last
 from dsdet.models.norm import convert_norm
 from dsdet.models.registry import check_kwargs, model_info
 from dsdet.models.weights import load_weights
@@ -18,9 +19,11 @@ def build_model(
     *,
     weights: str | Path | None = None,
     norm: str = "batchnorm",
+    channels_last: bool = False,
     **kwargs,
 ) -> nn.Module:
-    """Build detector `name` for `num_classes` (K + 1, background included), never downloading anything."""
+    """Build detector `name` for `num_classes` (K + 1, background included), never downloading anything;
+    `channels_last` runs its convolutions on NHWC inputs (`use_channels_last`)."""
     info = model_info(name)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise DsdetError(
@@ -33,4 +36,5 @@ def build_model(
         raise DsdetError(f"model.kwargs: cannot build {name} with {kwargs}: {exc}") from exc
     if weights is not None:
         load_weights(model, weights)
-    return convert_norm(model, norm)
+    model = convert_norm(model, norm)
+    return use_channels_last(model) if channels_last else model
