@@ -39,6 +39,9 @@ def test_zero_paper_example_7_5b_parameters_on_64_gpus():
 def test_fp32_adam_and_sgd():
     assert estimate_memory(PSI, zero_stage=0) == MemoryEstimate(4_000_000, 4_000_000, 8_000_000, 0)
     assert estimate_memory(PSI, optimizer="SGD") == MemoryEstimate(4_000_000, 4_000_000, 4_000_000, 0)
+    # ZeRO's optimizers keep an fp32 partition of the weights next to fp32 model weights too
+    assert estimate_memory(PSI, world_size=2, zero_stage=1) == MemoryEstimate(4_000_000, 4_000_000, 6_000_000, 0)
+    assert estimate_memory(PSI, world_size=2, zero_stage=3) == MemoryEstimate(2_000_000, 2_000_000, 6_000_000, 0)
     assert estimate_memory(
         PSI, world_size=2, zero_stage=2, optimizer="sgd", mixed_precision=True
     ) == MemoryEstimate(2_000_000, 1_000_000, 4_000_000, 0)
@@ -58,7 +61,7 @@ def test_estimate_for_a_config_reads_stage_precision_and_offload():
     assert estimate_for_config(config, PSI, world_size=4) == MemoryEstimate(2_000_000, 500_000, 0, 3_000_000)
     # bf16 autocast keeps fp32 weights and gradients
     config = generate_deepspeed_config(["zero2_offload", "bf16"])
-    assert estimate_for_config(config, PSI, world_size=4) == MemoryEstimate(4_000_000, 1_000_000, 0, 2_000_000)
+    assert estimate_for_config(config, PSI, world_size=4) == MemoryEstimate(4_000_000, 1_000_000, 0, 3_000_000)
 
 
 def test_bad_inputs_are_refused():

@@ -10,7 +10,7 @@ from dsdet.errors import DsdetError
 
 # fp32 state kept per parameter by the optimizer: Adam-like two moments, SGD one momentum buffer.
 OPTIMIZER_STATE_BYTES = {"adam": 8, "adamw": 8, "lamb": 8, "sgd": 4}
-FP32_MASTER_BYTES = 4  # mixed precision keeps an fp32 copy of the weights in the optimizer
+FP32_MASTER_BYTES = 4  # the fp32 copy of the weights an optimizer wrapper keeps (ZeRO paper's K = 12 for Adam)
 
 
 @dataclass(frozen=True)
@@ -41,9 +41,11 @@ def estimate_memory(
     """Model-state bytes per rank for Ψ = num_parameters over N = world_size data-parallel ranks.
 
     Mixed precision: 2Ψ fp16/bf16 weights + 2Ψ gradients + KΨ optimizer states (K = 12 for Adam: fp32 weights,
-    momentum, variance); fp32: 4Ψ + 4Ψ + 8Ψ. Stage 1 divides the optimizer states by N, stage 2 also the
-    gradients, stage 3 also the weights. Offloading moves the optimizer states (or, at stage 3, the weights)
-    off the accelerator."""
+    momentum, variance). fp32 at stage 0: 4Ψ + 4Ψ + 8Ψ (the optimizer steps the weights in place); fp32 at
+    stages 1-3: 4Ψ + 4Ψ + 12Ψ, because DeepSpeed's ZeRO optimizers keep their own fp32 partition of the weights
+    even when the model's are fp32 (measured: docs/BENCHMARKS.md). Stage 1 divides the optimizer states by N,
+    stage 2 also the gradients, stage 3 also the weights. Offloading moves the optimizer states (or, at stage 3,
+    the weights) off the accelerator."""
     if num_parameters < 0 or world_size < 1 or zero_stage not in (0, 1, 2, 3):
         raise DsdetError(
             f"memory estimate needs num_parameters >= 0, world_size >= 1 and zero_stage 0-3, "
@@ -51,7 +53,7 @@ def estimate_memory(
         )
     weight_bytes = 2 if mixed_precision else 4
     state_bytes = OPTIMIZER_STATE_BYTES.get(optimizer.lower(), 8) + (
-        FP32_MASTER_BYTES if mixed_precision else 0
+        FP32_MASTER_BYTES if mixed_precision or zero_stage >= 1 else 0
     )
 
     def per_rank(bytes_per_param: int, partitioned: bool) -> int:
