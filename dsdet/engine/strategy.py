@@ -47,6 +47,21 @@ def check_supported(ds_config: dict) -> None:
         )
 
 
+def partition_parameters(model: nn.Module, ds_config: dict) -> None:
+    """Partition a built model's parameters over the ranks with `deepspeed.zero.Init`, one tensor at a time:
+    rank 0's values are broadcast and each rank keeps its 1/N shard on the accelerator (or where
+    offload_param puts it), so no accelerator ever holds the whole model, which `deepspeed.initialize` of an
+    unpartitioned model would move there first.
+
+    The model is built first and partitioned after, not built inside the `zero.Init` context: torchvision's
+    detectors initialise child layers' weights in their parents' constructors, which inside the context would
+    write to already-partitioned (empty) parameters and silently keep the default initialisation."""
+    deepspeed.zero.Init(module=model, config_dict_or_path=ds_config, mem_efficient_linear=False)
+    total = sum(p.ds_numel for p in model.parameters())
+    local = sum(p.ds_tensor.numel() for p in model.parameters())
+    log.info("ZeRO-3: parameters partitioned before deepspeed.initialize, %d of %d elements on this rank", local, total)
+
+
 class DeepSpeedStrategy:
     """Builds, wraps, steps, saves and restores a model with DeepSpeed."""
 
@@ -79,7 +94,10 @@ class DeepSpeedStrategy:
         return torch.float32
 
     def prepare(self, model: nn.Module) -> None:
-        """`deepspeed.initialize` the model with the optimizer and scheduler of the config."""
+        """`deepspeed.initialize` the model with the optimizer and scheduler of the config; under ZeRO-3 its
+        parameters are partitioned first (`partition_parameters`)."""
+        if self.zero_stage == 3:
+            partition_parameters(model, self.ds_config)
         trainable = [p for p in model.parameters() if p.requires_grad]
         self.engine, _, _, _ = deepspeed.initialize(
             model=model, model_parameters=trainable, config=self.ds_config
