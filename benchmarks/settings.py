@@ -78,6 +78,8 @@ class Budget:
     ranks: int
     throughput_models: tuple[ModelCase, ...]
     zero_configs: tuple[str, ...]
+    repeats: int  # launches of each throughput run, in turns; their per-step rates are pooled
+    bf16_variant: bool  # also launch dsdet ZeRO-2 with bf16 autocast on every model
     torchrun_variant: bool  # also launch dsdet ZeRO-2 with torchrun on the first model (launcher cost)
     warmup_steps: int  # logged steps skipped before measuring; also the checkpoint interval
     measured_steps: int
@@ -94,6 +96,8 @@ FULL = Budget(
     ranks=2,
     throughput_models=(SSDLITE, FASTER_RCNN),
     zero_configs=("ZeRO-0", "ZeRO-1", "ZeRO-2", "ZeRO-3", "ZeRO-2 + offload"),
+    repeats=2,
+    bf16_variant=True,
     torchrun_variant=True,
     warmup_steps=4,
     measured_steps=8,
@@ -101,7 +105,7 @@ FULL = Budget(
     census_configs=tuple(ZERO_CONFIGS),
     eval_repeats=3,
     checkpointing_model=SSDLITE,
-    accuracy_epochs=2,
+    accuracy_epochs=8,
     timeout_s=600,
 )
 
@@ -110,6 +114,8 @@ SMOKE = Budget(
     ranks=2,
     throughput_models=(TINY,),
     zero_configs=("ZeRO-2",),
+    repeats=2,
+    bf16_variant=False,
     torchrun_variant=False,
     warmup_steps=2,
     measured_steps=2,

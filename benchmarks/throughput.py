@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from benchmarks.context import Context, Section, failure_line
@@ -24,6 +25,8 @@ from benchmarks.plots import grouped_bars
 from benchmarks.settings import ZERO_CONFIGS, Budget, ModelCase
 
 PLAIN = "plain DDP"
+# bf16 autocast with fp32 master weights (train.precision=bf16), against the plain loop in fp32.
+BF16 = ("train.precision=bf16",)
 
 
 def run_overrides(budget: Budget, case: ModelCase) -> list[str]:
@@ -64,14 +67,92 @@ def images_per_step(ctx: Context, case: ModelCase) -> int:
     return case.batch_size * ctx.budget.ranks
 
 
-def plain_row(ctx: Context, case: ModelCase) -> dict:
-    """The plain DDP loop on `case` (run once per invocation)."""
+def repeat_label(label: str, rep: int) -> str:
+    """The run folder's label of launch `rep` (0-based) of a run."""
+    return label if rep == 0 else f"{label} #{rep + 1}"
+
+
+def merge_launches(launches: list[dict]) -> dict:
+    """One row from repeated launches of a run: the per-step rates pooled, the median of each launch's CPU time
+    and start-up times, the highest peak RSS of each rank."""
+    ok = all(launch["ok"] for launch in launches)
+    rates = [rate for launch in launches for rate in launch["rates"]]
+
+    def median_of(key: str) -> float | None:
+        return median_or_none([launch[key] for launch in launches if launch[key] is not None])
+
+    return {
+        **launches[0],
+        "ok": ok,
+        "launches": len(launches),
+        "rates": rates,
+        "images_per_s": median_or_none(rates) if ok else None,
+        "cpu_s_per_image": median_of("cpu_s_per_image") if ok else None,
+        # per rank; a launch that failed early may have sampled fewer ranks
+        "peak_rss_bytes": [
+            max(peaks) for peaks in zip(*(launch["peak_rss_bytes"] for launch in launches), strict=False)
+        ],
+        "first_step_s": median_of("first_step_s"),
+        "first_checkpoint_s": median_of("first_checkpoint_s"),
+        "wall_s": sum(launch["wall_s"] for launch in launches),
+        "error": next((launch["error"] for launch in launches if launch["error"]), None),
+    }
+
+
+Launcher = tuple[str, Callable[[int], dict]]
+
+
+def plain_launcher(ctx: Context, case: ModelCase) -> Launcher:
+    """The row label of the plain DDP loop on `case` and a function launching it once."""
     label = f"{case.name} {PLAIN}"
-    if label not in ctx.runs:
-        record, out_dir = ctx.plain_run(label, run_overrides(ctx.budget, case))
-        ctx.runs[label] = summarize(PLAIN, record, out_dir, ctx.budget, images_per_step(ctx, case))
+
+    def launch_once(rep: int) -> dict:
+        record, out_dir = ctx.plain_run(repeat_label(label, rep), run_overrides(ctx.budget, case))
+        row = summarize(PLAIN, record, out_dir, ctx.budget, images_per_step(ctx, case))
         shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # only their timing matters
-    return ctx.runs[label]
+        return row
+
+    return label, launch_once
+
+
+def dsdet_launcher(
+    ctx: Context,
+    case: ModelCase,
+    config: str,
+    variant: str = "",
+    extra: tuple[str, ...] = (),
+    launcher: str = "deepspeed",
+) -> Launcher:
+    """The row label of dsdet under ZERO_CONFIGS[config] (+ `extra` overrides, named by `variant`) on `case`,
+    and a function launching it once; a row carries the ZeRO estimate of its resolved config."""
+    label = f"{case.name} {config}{variant}"
+
+    def launch_once(rep: int) -> dict:
+        overrides = [*run_overrides(ctx.budget, case), *ZERO_CONFIGS[config], *extra]
+        record, out_dir = ctx.dsdet_run(repeat_label(label, rep), overrides, launcher)
+        row = summarize(config + variant, record, out_dir, ctx.budget, images_per_step(ctx, case))
+        num_classes = run_num_classes(out_dir)
+        if record.ok and num_classes is not None:
+            row["num_parameters"] = count_parameters(case.overrides(), num_classes)
+            estimate = zero_estimate(out_dir, row["num_parameters"], ctx.budget.ranks)
+            row["estimate_bytes"] = estimate.accelerator_total + estimate.offloaded
+        shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
+        return row
+
+    return label, launch_once
+
+
+def measured(ctx: Context, launchers: list[Launcher]) -> list[dict]:
+    """A row for each launcher, launched budget.repeats times in turns (A B C A B C), so that a drift of the
+    machine's load hits every run alike; a row measured earlier in this invocation is reused."""
+    pending = [(label, launch_once) for label, launch_once in launchers if label not in ctx.runs]
+    launches: dict[str, list[dict]] = {label: [] for label, _ in pending}
+    for rep in range(ctx.budget.repeats):
+        for label, launch_once in pending:
+            launches[label].append(launch_once(rep))
+    for label, _ in pending:
+        ctx.runs[label] = merge_launches(launches[label])
+    return [ctx.runs[label] for label, _ in launchers]
 
 
 def dsdet_row(
@@ -82,28 +163,20 @@ def dsdet_row(
     extra: tuple[str, ...] = (),
     launcher: str = "deepspeed",
 ) -> dict:
-    """dsdet under ZERO_CONFIGS[config] (+ `extra` overrides, named by `variant`) on `case`, with the ZeRO
-    estimate of its resolved config (run once per invocation)."""
-    label = f"{case.name} {config}{variant}"
-    if label not in ctx.runs:
-        overrides = [*run_overrides(ctx.budget, case), *ZERO_CONFIGS[config], *extra]
-        record, out_dir = ctx.dsdet_run(label, overrides, launcher)
-        row = summarize(config + variant, record, out_dir, ctx.budget, images_per_step(ctx, case))
-        num_classes = run_num_classes(out_dir)
-        if record.ok and num_classes is not None:
-            row["num_parameters"] = count_parameters(case.overrides(), num_classes)
-            estimate = zero_estimate(out_dir, row["num_parameters"], ctx.budget.ranks)
-            row["estimate_bytes"] = estimate.accelerator_total + estimate.offloaded
-        shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
-        ctx.runs[label] = row
-    return ctx.runs[label]
+    """The row of one dsdet run (see dsdet_launcher), measured once per invocation."""
+    return measured(ctx, [dsdet_launcher(ctx, case, config, variant, extra, launcher)])[0]
 
 
 def measure_case(ctx: Context, case: ModelCase) -> list[dict]:
-    """The plain loop, then each ZeRO configuration, on one model; ratios to the plain loop's images/s."""
-    rows = [plain_row(ctx, case), *(dsdet_row(ctx, case, config) for config in ctx.budget.zero_configs)]
-    if ctx.budget.torchrun_variant and case == ctx.budget.throughput_models[0]:
-        rows.append(dsdet_row(ctx, case, "ZeRO-2", " via torchrun", launcher="torchrun"))
+    """The plain loop, then each ZeRO configuration (and the budget's variants), on one model, launched in
+    turns; ratios to the plain loop's images/s."""
+    budget = ctx.budget
+    launchers = [plain_launcher(ctx, case), *(dsdet_launcher(ctx, case, c) for c in budget.zero_configs)]
+    if budget.bf16_variant:
+        launchers.append(dsdet_launcher(ctx, case, "ZeRO-2", " + bf16", BF16))
+    if budget.torchrun_variant and case == budget.throughput_models[0]:
+        launchers.append(dsdet_launcher(ctx, case, "ZeRO-2", " via torchrun", launcher="torchrun"))
+    rows = measured(ctx, launchers)
     for row in rows:
         row["ratio_vs_plain"] = ratio(row["images_per_s"], rows[0]["images_per_s"])
         row["cpu_ratio_vs_plain"] = ratio(rows[0]["cpu_s_per_image"], row["cpu_s_per_image"])
@@ -149,10 +222,13 @@ def run(ctx: Context) -> Section:
     """Measure every model of the budget and write tables and plots."""
     budget = ctx.budget
     lines = [
-        f"{budget.ranks} ranks, one after the other in this invocation. dsdet: `deepspeed --num_gpus "
+        f"{budget.ranks} ranks. Each run was launched {budget.repeats} time(s) in this invocation, in turns "
+        "(plain, ZeRO-0, ..., plain, ZeRO-0, ...), so that a change of the machine's load hits every run alike; "
+        "steps counts the measured steps of all its launches. dsdet: `deepspeed --num_gpus "
         f"{budget.ranks} --module dsdet.train`; plain: `torchrun --nproc-per-node {budget.ranks} -m "
         "benchmarks.plain_ddp` (DistributedDataParallel, AdamW, the same dsdet model, dataset, augmentations, "
-        "loader and batch size). images/s is the median of the per-step values in `train_log.jsonl` after "
+        "loader and batch size, fp32; the `+ bf16` row is dsdet with `train.precision=bf16`). images/s is the "
+        "median of the per-step values in `train_log.jsonl` after "
         f"{budget.warmup_steps} warm-up steps, leaving out the steps that follow a checkpoint save "
         f"(both sides save every {budget.warmup_steps} steps). Peak RSS is VmHWM of each rank process "
         "(loader workers excluded); the estimate is `dsdet.config.estimate_for_config` on the run's resolved "

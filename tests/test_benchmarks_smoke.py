@@ -13,6 +13,7 @@ import pytest
 from benchmarks.context import failure_line
 from benchmarks.launch import RunRecord
 from benchmarks.measure import checkpoint_free_windows, cpu_seconds_per_image, steady_rates
+from benchmarks.throughput import merge_launches
 from tests.runners import REPO, run
 
 SECTIONS = (
@@ -85,6 +86,10 @@ def test_smoke_mode_writes_a_complete_report(mini_data_dir, tmp_path):
     throughput = results[SECTIONS[0]]["tinyssd"]
     assert [row["config"] for row in throughput] == ["plain DDP", "ZeRO-2"]
     assert all(row["ok"] and len(row["peak_rss_bytes"]) == 2 for row in throughput), throughput
+    assert all(row["launches"] == 2 for row in throughput), throughput  # launched twice, in turns
+    assert {"tinyssd_plain_ddp", "tinyssd_plain_ddp__2", "tinyssd_zero_2", "tinyssd_zero_2__2"} <= {
+        path.name for path in work.iterdir()
+    }
 
 
 def test_unknown_data_root_is_one_line(tmp_path):
@@ -121,3 +126,19 @@ def test_failed_run_is_one_report_line_with_its_last_output(tmp_path):
     record = RunRecord("tinyssd ZeRO-2", ["cmd"], 1, 1.0, [], {}, str(log))
     assert not record.ok
     assert failure_line(record) == "- **tinyssd ZeRO-2** failed (exit 1): `ValueError: bad thing`"
+
+
+def test_repeated_launches_pool_steps_and_keep_each_ranks_highest_peak():
+    def launch(rates, cpu, peaks, first_step, error=None):
+        return {
+            "config": "ZeRO-2", "ok": error is None, "rates": rates, "images_per_s": None,
+            "cpu_s_per_image": cpu, "peak_rss_bytes": peaks, "first_step_s": first_step,
+            "first_checkpoint_s": None, "wall_s": 10.0, "error": error,
+        }  # fmt: skip
+
+    row = merge_launches([launch([1.0, 2.0], 0.3, [100, 200], 5.0), launch([3.0, 4.0, 5.0], 0.1, [150, 120], 7.0)])
+    assert row["rates"] == [1.0, 2.0, 3.0, 4.0, 5.0] and row["images_per_s"] == 3.0
+    assert row["cpu_s_per_image"] == pytest.approx(0.2) and row["first_step_s"] == 6.0
+    assert row["peak_rss_bytes"] == [150, 200] and row["wall_s"] == 20.0 and row["launches"] == 2
+    failed = merge_launches([launch([1.0], 0.3, [100, 200], 5.0), launch([], None, [], None, error="- failed")])
+    assert not failed["ok"] and failed["images_per_s"] is None and failed["error"] == "- failed"

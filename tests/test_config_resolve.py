@@ -132,7 +132,7 @@ def test_missing_keys_the_experiment_decides_are_filled():
         ExperimentConfig(deepspeed=imported), world_size=2, steps_per_epoch=5, num_parameters=None
     )
     assert ds["gradient_clipping"] == 0.0 and ds["train_micro_batch_size_per_gpu"] == 4
-    assert ds["optimizer"] == {"type": "AdamW", "params": {"lr": 0.01, "weight_decay": 0.0001}}
+    assert ds["optimizer"] == {"type": "AdamW", "params": {"lr": 0.002, "weight_decay": 0.0001}}
 
 
 def test_all_conflicts_are_reported_together():
@@ -182,7 +182,7 @@ def test_resolved_values_are_validated_again():
     with pytest.raises(ConfigError) as caught:
         load_experiment(None, ["deepspeed.scheduler={type: OneCycle, params: {cycle_min_lr: 0.5}}"])
     assert caught.value.problems == [
-        "deepspeed.scheduler.params: cycle_min_lr 0.5 is above cycle_max_lr 0.01"
+        "deepspeed.scheduler.params: cycle_min_lr 0.5 is above cycle_max_lr 0.002"
     ]
 
 

@@ -106,7 +106,7 @@ class TrainSection(StrictModel):
     )
     batch_size: Positive = Field(4, description="Images per rank per forward pass (the micro batch).")
     grad_accum_steps: Positive = Field(1, description="Micro batches per optimizer step.")
-    lr: Annotated[Float, Field(gt=0)] = Field(0.01, description="Peak learning rate.")
+    lr: Annotated[Float, Field(gt=0)] = Field(0.002, description="Peak learning rate (AdamW by default).")
     weight_decay: Annotated[Float, Field(ge=0)] = Field(1e-4, description="Weight decay.")
     warmup_ratio: Annotated[Float, Field(ge=0, le=1)] = Field(
         0.1, description="Share of the steps spent warming up."
