@@ -8,6 +8,7 @@ from pathlib import Path
 
 from dsdet.config import ExperimentConfig
 from dsdet.doctor.report import Check
+from dsdet.engine.shared_memory import find_orphaned_segments
 from dsdet.errors import DsdetError
 
 INSTALL_TOOLS = "make system-deps (scripts/install-system-deps.sh) installs pdsh, OpenMPI and ssh"
@@ -122,6 +123,16 @@ def shm_check() -> Check:
             "storage", "/dev/shm", "info", "not present", "set data.num_workers=0 if data loading fails"
         )
     detail = f"{size / GIB:.1f} GiB"
+    orphans = find_orphaned_segments()
+    if orphans.paths:
+        return Check(
+            "storage",
+            "/dev/shm",
+            "warn",
+            f"{detail}; {len(orphans.paths)} DeepSpeed all-reduce segments ({orphans.total_bytes / GIB:.1f} GiB of "
+            "RAM) left by killed jobs",
+            "the next dsdet training run on this node removes them",
+        )
     if size < MIN_SHM_BYTES:
         return Check(
             "storage",

@@ -21,6 +21,7 @@ from dsdet.engine.logs import setup_logging
 from dsdet.engine.pipeline_strategy import PipelineStrategy, data_parallel_layout, pipeline_stages
 from dsdet.engine.rank_failures import name_lost_ranks
 from dsdet.engine.resume import model_identity, plan_resume, resume, rng_state, seed_everything
+from dsdet.engine.shared_memory import remove_orphaned_segments
 from dsdet.engine.strategy import DeepSpeedStrategy
 from dsdet.engine.trainer import Trainer
 from dsdet.eval import CocoEvaluator
@@ -55,6 +56,14 @@ def train(exp: ExperimentConfig) -> dict:
     env = init_distributed()
     setup_logging(env.rank)
     log.info("%d ranks, %d torch threads each (OMP_NUM_THREADS sets it)", env.world_size, torch.get_num_threads())
+    if env.local_rank == 0:  # one rank per node
+        removed = remove_orphaned_segments()
+        if removed.paths:
+            log.warning(
+                "removed %d DeepSpeed all-reduce segments (%d MiB of RAM) that killed jobs had left in /dev/shm",
+                len(removed.paths),
+                removed.total_bytes // 2**20,
+            )
     output_dir = Path(exp.train.output_dir)
     if env.is_main:
         output_dir.mkdir(parents=True, exist_ok=True)
