@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from benchmarks.context import Context, Section
 from benchmarks.measure import fmt, mib, ratio
-from benchmarks.throughput import dsdet_row
+from benchmarks.throughput import dsdet_launcher, measured
 
 ACTIVATION_CHECKPOINTING = ("train.activation_checkpointing=true",)
 PIPELINE_STAGES = 2
@@ -42,10 +42,20 @@ def run(ctx: Context) -> Section:
         return Section(
             "Activation checkpointing and pipeline parallelism", [f"Not run in {ctx.budget.mode} mode."]
         )
-    plain_ac = dsdet_row(ctx, case, "ZeRO-2")
-    with_ac = dsdet_row(ctx, case, "ZeRO-2", " + activation checkpointing", ACTIVATION_CHECKPOINTING)
-    data_parallel = dsdet_row(ctx, case, "ZeRO-1")
-    pipeline = dsdet_row(ctx, case, "ZeRO-1", f" + pipeline ({PIPELINE_STAGES} stages)", PIPELINE)
+    plain_ac, with_ac = measured(
+        ctx,
+        [
+            dsdet_launcher(ctx, case, "ZeRO-2"),
+            dsdet_launcher(ctx, case, "ZeRO-2", " + activation checkpointing", ACTIVATION_CHECKPOINTING),
+        ],
+    )
+    data_parallel, pipeline = measured(
+        ctx,
+        [
+            dsdet_launcher(ctx, case, "ZeRO-1"),
+            dsdet_launcher(ctx, case, "ZeRO-1", f" + pipeline ({PIPELINE_STAGES} stages)", PIPELINE),
+        ],
+    )
     lines = [
         f"{case.describe()}, {ctx.budget.ranks} ranks, the same steps and measurement as the throughput runs.",
         "",

@@ -155,18 +155,6 @@ def measured(ctx: Context, launchers: list[Launcher]) -> list[dict]:
     return [ctx.runs[label] for label, _ in launchers]
 
 
-def dsdet_row(
-    ctx: Context,
-    case: ModelCase,
-    config: str,
-    variant: str = "",
-    extra: tuple[str, ...] = (),
-    launcher: str = "deepspeed",
-) -> dict:
-    """The row of one dsdet run (see dsdet_launcher), measured once per invocation."""
-    return measured(ctx, [dsdet_launcher(ctx, case, config, variant, extra, launcher)])[0]
-
-
 def measure_case(ctx: Context, case: ModelCase) -> list[dict]:
     """The plain loop, then each ZeRO configuration (and the budget's variants), on one model, launched in
     turns; ratios to the plain loop's images/s."""
