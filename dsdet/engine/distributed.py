@@ -180,6 +180,17 @@ def release_shared_memory_name(env: DistEnv) -> None:
         os.unlink(os.path.join("/dev/shm", name))
 
 
+def shutdown_distributed() -> None:
+    """Leave the process group once every rank is done with it. Exiting with the group alive lets the
+    interpreter tear down gloo's worker threads while they still hold async work (ZeRO-3's prefetches): the
+    process then aborts with `terminate called without an active exception` (pytorch/pytorch#190489)."""
+    if dist.is_initialized():
+        import deepspeed
+
+        barrier()
+        deepspeed.comm.destroy_process_group()  # also drops the groups DeepSpeed cached
+
+
 def barrier() -> None:
     """Wait for every rank (no-op without a process group)."""
     if dist.is_initialized():

@@ -13,7 +13,7 @@ from dsdet.config import ExperimentConfig, experiment_hash, resolve_deepspeed_co
 from dsdet.engine import checkpoint as ckpt
 from dsdet.engine.activation_checkpointing import checkpoint_backbone_blocks
 from dsdet.engine.data import build_data
-from dsdet.engine.distributed import init_distributed
+from dsdet.engine.distributed import init_distributed, shutdown_distributed
 from dsdet.engine.evaluation import evaluate
 from dsdet.engine.export import export_checkpoint
 from dsdet.engine.hooks import CheckpointHook, EvalHook, ProgressHook, ScalarLogHook
@@ -52,7 +52,9 @@ def count_parameters(factory) -> int:
 
 
 def train(exp: ExperimentConfig) -> dict:
-    """Run the experiment on this rank; returns a summary (rank 0 has metrics and paths)."""
+    """Run the experiment on this rank; returns a summary (rank 0 has metrics and paths). A process group this
+    call creates is destroyed when it returns; one that already existed is left as it was."""
+    owns_process_group = not torch.distributed.is_initialized()
     env = init_distributed()
     setup_logging(env.rank)
     log.info("%d ranks, %d torch threads each (OMP_NUM_THREADS sets it)", env.world_size, torch.get_num_threads())
@@ -150,6 +152,8 @@ def train(exp: ExperimentConfig) -> dict:
     resume(trainer, strategy, plan, exp, env, data.batch_size)
     with name_lost_ranks(env):  # a survivor of a killed rank names it instead of a gloo/NCCL traceback
         state = trainer.train()
+        if owns_process_group:  # what follows (summary, export) is rank 0's file work
+            shutdown_distributed()
 
     summary = {
         "output_dir": str(output_dir),
