@@ -80,6 +80,7 @@ class Budget:
     zero_configs: tuple[str, ...]
     repeats: int  # launches of each throughput run, in turns; their per-step rates are pooled
     bf16_variant: bool  # also launch dsdet ZeRO-2 with bf16 autocast on every model
+    gloo_variant: bool  # also launch dsdet ZeRO-1 and ZeRO-2 with gloo collectives (no shared-memory kernel)
     torchrun_variant: bool  # also launch dsdet ZeRO-2 with torchrun on the first model (launcher cost)
     warmup_steps: int  # logged steps skipped before measuring; also the checkpoint interval
     measured_steps: int
@@ -98,6 +99,7 @@ FULL = Budget(
     zero_configs=("ZeRO-0", "ZeRO-1", "ZeRO-2", "ZeRO-3", "ZeRO-2 + offload"),
     repeats=2,
     bf16_variant=True,
+    gloo_variant=True,
     torchrun_variant=True,
     warmup_steps=4,
     measured_steps=8,
@@ -116,6 +118,7 @@ SMOKE = Budget(
     zero_configs=("ZeRO-2",),
     repeats=2,
     bf16_variant=False,
+    gloo_variant=False,
     torchrun_variant=False,
     warmup_steps=2,
     measured_steps=2,

@@ -27,6 +27,8 @@ from benchmarks.settings import ZERO_CONFIGS, Budget, ModelCase
 PLAIN = "plain DDP"
 # bf16 autocast with fp32 master weights (train.precision=bf16), against the plain loop in fp32.
 BF16 = ("train.precision=bf16",)
+# every collective through gloo, as the plain loop's are: what DeepSpeed's shared-memory kernel is worth
+GLOO = ("train.cpu_collectives=gloo",)
 
 
 def run_overrides(budget: Budget, case: ModelCase) -> list[str]:
@@ -160,6 +162,8 @@ def measure_case(ctx: Context, case: ModelCase) -> list[dict]:
     turns; ratios to the plain loop's images/s."""
     budget = ctx.budget
     launchers = [plain_launcher(ctx, case), *(dsdet_launcher(ctx, case, c) for c in budget.zero_configs)]
+    if budget.gloo_variant:
+        launchers += [dsdet_launcher(ctx, case, stage, " + gloo collectives", GLOO) for stage in ("ZeRO-1", "ZeRO-2")]
     if budget.bf16_variant:
         launchers.append(dsdet_launcher(ctx, case, "ZeRO-2", " + bf16", BF16))
     if budget.torchrun_variant and case == budget.throughput_models[0]:
@@ -215,7 +219,10 @@ def run(ctx: Context) -> Section:
         "steps counts the measured steps of all its launches. dsdet: `deepspeed --num_gpus "
         f"{budget.ranks} --module dsdet.train`; plain: `torchrun --nproc-per-node {budget.ranks} -m "
         "benchmarks.plain_ddp` (DistributedDataParallel, AdamW, the same dsdet model, dataset, augmentations, "
-        "loader and batch size, fp32; the `+ bf16` row is dsdet with `train.precision=bf16`). images/s is the "
+        "loader and batch size, fp32; the `+ bf16` row is dsdet with `train.precision=bf16`). dsdet's ZeRO-0/1/2 "
+        "gradient all-reduces and ZeRO-1/2 parameter all-gathers go through DeepSpeed's shared-memory kernel "
+        "(`train.cpu_collectives`, default `shared_memory`); the `+ gloo collectives` rows send them through "
+        "gloo, as the plain loop does. images/s is the "
         "median of the per-step values in `train_log.jsonl` after "
         f"{budget.warmup_steps} warm-up steps, leaving out the steps that follow a checkpoint save "
         f"(both sides save every {budget.warmup_steps} steps). Peak RSS is VmHWM of each rank process "

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
-from dsdet.errors import DsdetError
+from dsdet.errors import DsdetError, error_line
 
 
 def build_parser(prog: str = "python -m dsdet.train") -> argparse.ArgumentParser:
@@ -85,9 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(namespace)
     except DsdetError as exc:
-        rank = os.environ.get("RANK", "0")
-        where = f" (rank {rank})" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
-        print(f"dsdet: error{where}: {exc}", file=sys.stderr, flush=True)
+        print(error_line(exc), file=sys.stderr, flush=True)
         return 2
 
 

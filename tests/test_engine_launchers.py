@@ -14,9 +14,17 @@ pytestmark = pytest.mark.distributed
 pytest_plugins = ["tests.slurm_cluster"]
 
 
+SHARED_MEMORY = "collectives: DeepSpeed's shared-memory kernel"
+
+
 def check_trained(out, steps: int = 2) -> None:
     assert [row["step"] for row in read_jsonl(out / "train_log.jsonl")] == list(range(1, steps + 1))
     assert latest_good(checkpoints_dir(out)).info()["global_step"] == steps
+
+
+def check_shared_memory_collectives(proc) -> None:
+    """Every launcher tells dsdet that both ranks share this node, so gradients skip gloo."""
+    assert SHARED_MEMORY in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-3000:]
 
 
 def test_single_plain_process(mini_data_dir, tmp_path):
@@ -33,7 +41,7 @@ def test_dsdet_train_command_is_the_same(mini_data_dir, tmp_path):
 
 def test_torchrun(mini_data_dir, tmp_path):
     out = tmp_path / "torchrun"
-    run(
+    proc = run(
         [
             BIN / "torchrun",
             "--nproc-per-node",
@@ -46,6 +54,7 @@ def test_torchrun(mini_data_dir, tmp_path):
         ]
     )
     check_trained(out)
+    check_shared_memory_collectives(proc)
 
 
 def test_mpirun_discovers_ranks_through_mpi4py(mini_data_dir, tmp_path):
@@ -55,7 +64,7 @@ def test_mpirun_discovers_ranks_through_mpi4py(mini_data_dir, tmp_path):
         "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
         "MASTER_PORT": str(free_port()),
     }
-    run(
+    proc = run(
         [
             "mpirun",
             "-np",
@@ -75,12 +84,13 @@ def test_mpirun_discovers_ranks_through_mpi4py(mini_data_dir, tmp_path):
         env=env,
     )
     check_trained(out)
+    check_shared_memory_collectives(proc)
 
 
 def test_srun_on_a_real_slurm_cluster(mini_data_dir, tmp_path, slurm_cluster):
     """`srun -n 2 python -m dsdet.train`: ranks, world size and master come from Slurm's variables."""
     out = tmp_path / "slurm"
-    run(
+    proc = run(
         [
             "srun",
             "-n",
@@ -94,3 +104,4 @@ def test_srun_on_a_real_slurm_cluster(mini_data_dir, tmp_path, slurm_cluster):
         env={**slurm_cluster, "MASTER_PORT": str(free_port())},
     )
     check_trained(out)
+    check_shared_memory_collectives(proc)

@@ -12,9 +12,9 @@ from pathlib import Path
 from dsdet.doctor.system import shm_check
 from dsdet.engine.shared_memory import (
     SEGMENT_PREFIX,
-    SHM_DIR,
     find_orphaned_segments,
     remove_orphaned_segments,
+    segment_path,
 )
 
 # Maps the file named by argv[1] the way a DeepSpeed rank maps its segment, says so, and waits to be killed.
@@ -57,7 +57,8 @@ def test_only_old_unmapped_segments_of_this_user_are_removed(tmp_path):
 
 
 def test_doctor_warns_about_orphaned_segments():
-    orphan = make_segment(SHM_DIR, f"{SEGMENT_PREFIX}{os.getuid()}_dsdet-doctor-test_1_0", age_s=3600)
+    path = segment_path("dsdet-doctor-test", 1, 0)
+    orphan = make_segment(path.parent, path.name, age_s=3600)
     try:
         check = shm_check()
         assert check.status == "warn" and "left by killed jobs" in check.detail, check

@@ -8,10 +8,11 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
 from dsdet.engine.checkpoint import checkpoints_dir, latest_good
 from dsdet.engine.export import consolidated_state_dict
-from dsdet.engine.shared_memory import SEGMENT_PREFIX, SHM_DIR
+from dsdet.engine.shared_memory import segment_path
 from tests.runners import deepspeed_train, read_jsonl
 
 pytestmark = pytest.mark.distributed
@@ -40,6 +41,7 @@ ZERO_SETUPS = {
     "zero0": ["deepspeed.zero_optimization.stage=0"],
     "zero1": ["deepspeed.zero_optimization.stage=1"],
     "zero2": ["deepspeed.zero_optimization.stage=2"],
+    "zero2_gloo": ["deepspeed.zero_optimization.stage=2", "train.cpu_collectives=gloo"],
     "zero3": ["deepspeed.zero_optimization.stage=3"],
     "zero2_offload": ["deepspeed.zero_optimization={stage: 2, offload_optimizer: {device: cpu}}"],
     "zero3_offload": [
@@ -53,7 +55,7 @@ PARTITIONED = re.compile(r"parameters partitioned before deepspeed.initialize, (
 
 def test_zero_stages_and_offload_train_and_agree(mini_data_dir, tmp_path):
     # what a job killed during start-up leaves: an unmapped, old DeepSpeed all-reduce segment
-    orphan = SHM_DIR / f"{SEGMENT_PREFIX}{os.getuid()}_dsdet-train-test_1_0"
+    orphan = segment_path("dsdet-train-test", 1, 0)
     orphan.write_bytes(b"\0" * 4096)
     os.utime(orphan, (0, 0))
     losses = {}
@@ -65,6 +67,8 @@ def test_zero_stages_and_offload_train_and_agree(mini_data_dir, tmp_path):
         # 2 ranks share this node's cores instead of each taking all of them
         threads = int(os.environ.get("OMP_NUM_THREADS", 0)) or max(1, len(os.sched_getaffinity(0)) // 2)
         assert f"2 ranks, {threads} torch threads each" in proc.stdout + proc.stderr
+        collectives = "gloo (train.cpu_collectives=gloo)" if name.endswith("gloo") else "DeepSpeed's shared-memory"
+        assert f"collectives: {collectives}" in proc.stdout + proc.stderr
         if name.startswith("zero3"):  # partitioned before DeepSpeed wraps it: each rank holds about half
             local, total = map(int, PARTITIONED.search(proc.stdout + proc.stderr).groups())
             assert local < 0.75 * total, (local, total)
@@ -77,3 +81,7 @@ def test_zero_stages_and_offload_train_and_agree(mini_data_dir, tmp_path):
     assert last < first, losses["zero0"]
     for name in ZERO_SETUPS:
         assert losses[name] == pytest.approx(losses["zero0"], rel=2e-3, abs=1e-4), (name, losses[name])
+    # the shared-memory kernel sums exactly as gloo does: the same run, bit for bit
+    assert losses["zero2_gloo"] == losses["zero2"]
+    gloo, shared = (consolidated_state_dict(latest_good(checkpoints_dir(tmp_path / n))) for n in ("zero2_gloo", "zero2"))
+    assert all(torch.equal(gloo[key], shared[key]) for key in shared)

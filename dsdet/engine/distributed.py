@@ -6,7 +6,6 @@ MPI, discovered through mpi4py), Slurm `srun` (SLURM_* variables) and a single p
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import socket
@@ -16,6 +15,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from dsdet.engine.shared_memory import segment_path
 from dsdet.errors import DsdetError
 
 _TORCH_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
@@ -129,6 +129,10 @@ def init_distributed(timeout_s: float = 600.0) -> DistEnv:
         MASTER_ADDR=env.master_addr,
         MASTER_PORT=str(env.master_port),
     )
+    if env.world_size > 1:
+        # DeepSpeed sets up its shared-memory collectives when LOCAL_SIZE (its launcher's variable) says every
+        # rank is on this node; torchrun, MPI and Slurm name that number differently.
+        os.environ.setdefault("LOCAL_SIZE", str(local_world_size()))
     if not dist.is_initialized():
         import deepspeed
 
@@ -156,6 +160,8 @@ def local_world_size() -> int:
         value = os.environ.get(name, "")
         if value.isdigit() and int(value) > 0:
             return int(value)
+    if os.environ.get("SLURM_NNODES") == "1" and os.environ.get("SLURM_NTASKS", "").isdigit():
+        return int(os.environ["SLURM_NTASKS"])  # a one-node step: srun -n N without --ntasks-per-node
     return 1
 
 
@@ -175,9 +181,7 @@ def release_shared_memory_name(env: DistEnv) -> None:
     DeepSpeed never unlinks it, so each job would otherwise leave ~64 MiB per rank in /dev/shm (RAM) behind,
     forever, even after a clean exit; the mapping stays valid after the unlink."""
     barrier()
-    name = f"deepspeed_allreduce_buffer_{os.getuid()}_{env.master_addr}_{env.master_port}_{env.rank}"
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(os.path.join("/dev/shm", name))
+    segment_path(env.master_addr, env.master_port, env.rank).unlink(missing_ok=True)
 
 
 def shutdown_distributed() -> None:

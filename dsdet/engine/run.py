@@ -12,6 +12,7 @@ import torch
 from dsdet.config import ExperimentConfig, experiment_hash, resolve_deepspeed_config
 from dsdet.engine import checkpoint as ckpt
 from dsdet.engine.activation_checkpointing import checkpoint_backbone_blocks
+from dsdet.engine.cpu_collectives import choose_collectives
 from dsdet.engine.data import build_data
 from dsdet.engine.distributed import init_distributed, shutdown_distributed
 from dsdet.engine.evaluation import evaluate
@@ -58,6 +59,7 @@ def train(exp: ExperimentConfig) -> dict:
     env = init_distributed()
     setup_logging(env.rank)
     log.info("%d ranks, %d torch threads each (OMP_NUM_THREADS sets it)", env.world_size, torch.get_num_threads())
+    log.info(choose_collectives(exp.train.cpu_collectives, env.world_size))
     if env.local_rank == 0:  # one rank per node
         removed = remove_orphaned_segments()
         if removed.paths:

@@ -17,6 +17,11 @@ SEGMENT_PREFIX = "deepspeed_allreduce_buffer_"
 MIN_AGE_S = 60.0
 
 
+def segment_path(master_addr: str, master_port: int, rank: int) -> Path:
+    """Where DeepSpeed's CPU all-reduce keeps this user's segment of `rank` in the job at master_addr:master_port."""
+    return SHM_DIR / f"{SEGMENT_PREFIX}{os.getuid()}_{master_addr}_{master_port}_{rank}"
+
+
 @dataclass(frozen=True)
 class Orphans:
     """Segments no process maps, and their total size."""
