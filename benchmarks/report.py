@@ -48,12 +48,15 @@ def accelerator() -> str:
 
 
 def git_revision() -> str:
-    """The checked-out commit, marked when the working tree has changes."""
+    """The checked-out commit, marked when the working tree has changes other than this suite's own outputs."""
+    outputs = [":!docs/BENCHMARKS.md", ":!docs/images/bench_*"]
     try:
         head = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
         )
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", ".", *outputs], cwd=REPO, capture_output=True, text=True
+        )
     except OSError:
         return "unknown"
     return head.stdout.strip() + (" + uncommitted changes" if dirty.stdout.strip() else "")
