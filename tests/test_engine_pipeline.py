@@ -31,7 +31,11 @@ def test_two_stage_pipeline_trains_evaluates_and_exports(mini_data_dir, tmp_path
     deepspeed_train(small_run(mini_data_dir, out, "deepspeed.pipeline.stages=2", *common))
     # one pipeline replica sees the data a single plain process sees: the losses must agree
     plain = tmp_path / "plain"
-    run([sys.executable, "-m", "dsdet.train", *small_run(mini_data_dir, plain, *common)])
+    # with one torch thread, as each pipeline rank has: another thread count sums in another order
+    run(
+        [sys.executable, "-m", "dsdet.train", *small_run(mini_data_dir, plain, *common)],
+        env={"OMP_NUM_THREADS": "1"},
+    )
     losses = [row["loss"] for row in read_jsonl(out / "train_log.jsonl")]
     expected = [row["loss"] for row in read_jsonl(plain / "train_log.jsonl")]
     assert len(losses) == 6 and losses == pytest.approx(expected, rel=1e-4)

@@ -5,7 +5,9 @@ an all-reduce of Faster R-CNN's 19 M fp32 gradients took 77 ms and ZeRO-1/2's al
 parameters 90 ms, against 21 ms for the same all-reduce through DeepSpeed's shared-memory kernel (which
 DeepSpeed itself only uses for `inference_all_reduce`). When every rank shares one node, dsdet routes the
 synchronous sum all-reduces and all-gathers of float tensors over the whole world through that kernel; every
-other collective (asynchronous, on a subgroup, another op or dtype) stays on gloo.
+other collective (asynchronous, on a subgroup, another op or dtype) stays on gloo. The kernel's fp32 path needs
+AVX2 and its bf16/fp16 paths AVX-512BW (without them it faults and its peers hang), so a CPU with AVX2 only
+routes fp32 tensors.
 
 The all-gather is an all-reduce of the output in which each rank fills the slots it does not own with -0.0:
 x + (-0.0) == x for every float x, so the result is bit-identical to gloo's all-gather (bar the payload of bf16
@@ -23,7 +25,9 @@ import threading
 import torch
 import torch.distributed as dist
 
-KERNEL_DTYPES = (torch.float32, torch.bfloat16, torch.float16)  # the kernel's float paths
+# DeepSpeed's `vector_kernel_level()`: 1 with AVX2, 2 with AVX-512BW; the dtypes each level can sum
+DTYPES_BY_LEVEL = {1: (torch.float32,), 2: (torch.float32, torch.bfloat16, torch.float16)}
+KERNEL_DTYPES = DTYPES_BY_LEVEL[2]  # every float path of the kernel
 # The kernel stages at most 32 MiB per round, splits a call into one slice per rank and sums each slice's last
 # (slice length mod vector width) elements in a scalar loop that starts from +0.0 (so -0.0 + -0.0 gives +0.0
 # there). dsdet hands it chunks of at most MAX_CHUNK_BYTES whose slices are whole multiples of ALIGN_ELEMENTS
@@ -66,9 +70,12 @@ class SharedMemoryCollectives:
     """deepspeed.comm's backend with whole-world synchronous float all-reduce (sum) and all-gather run through
     DeepSpeed's shared-memory kernel; every other call goes to the wrapped backend unchanged."""
 
-    def __init__(self, backend: object, world_size: int) -> None:
+    def __init__(
+        self, backend: object, world_size: int, dtypes: tuple[torch.dtype, ...] = KERNEL_DTYPES
+    ) -> None:
         self.wrapped = backend
         self._world_size = world_size
+        self.dtypes = dtypes  # the dtypes this CPU's kernel can sum
         self.kernel_calls = 0  # collectives this process ran through the kernel
 
     def __getattr__(self, name: str) -> object:
@@ -78,7 +85,7 @@ class SharedMemoryCollectives:
         return (
             not async_op
             and tensor.device.type == "cpu"
-            and tensor.dtype in KERNEL_DTYPES
+            and tensor.dtype in self.dtypes
             and tensor.is_contiguous()
             and (group is None or dist.get_world_size(group) == self._world_size)
         )
@@ -113,6 +120,13 @@ class SharedMemoryCollectives:
         return None
 
 
+def kernel_level() -> int:
+    """DeepSpeed's vector kernel level on this CPU: 0 none, 1 AVX2 (fp32), 2 AVX-512BW (fp32, bf16, fp16)."""
+    import deepspeed.comm
+
+    return int(getattr(deepspeed.comm.comm.cdb, "shm_vector_kernel_level", 0))
+
+
 def kernel_unavailable(world_size: int) -> str | None:
     """Why the shared-memory kernel cannot carry this job's collectives, or None when it can."""
     import deepspeed.comm
@@ -126,8 +140,8 @@ def kernel_unavailable(world_size: int) -> str | None:
         torch.ops.deepspeed, "inference_all_reduce_"
     ):
         return "DeepSpeed's deepspeed_shm_comm op is not built (see dsdet doctor)"
-    if getattr(backend, "shm_vector_kernel_level", 0) < 2:
-        return "this CPU lacks AVX-512BW, which the kernel's bf16 and fp16 paths need"
+    if kernel_level() < 1:
+        return "this CPU lacks AVX2, which the kernel needs"
     return None
 
 
@@ -147,5 +161,11 @@ def choose_collectives(choice: str, world_size: int) -> str:
     reason = kernel_unavailable(world_size)
     if reason is not None:
         return f"collectives: gloo ({reason})"
-    comm.cdb = SharedMemoryCollectives(comm.cdb, world_size)
-    return "collectives: DeepSpeed's shared-memory kernel for whole-job float all-reduce and all-gather, gloo for the rest"
+    dtypes = DTYPES_BY_LEVEL[min(kernel_level(), 2)]
+    comm.cdb = SharedMemoryCollectives(comm.cdb, world_size, dtypes)
+    if dtypes == KERNEL_DTYPES:
+        return "collectives: DeepSpeed's shared-memory kernel for whole-job float all-reduce and all-gather, gloo for the rest"
+    return (
+        "collectives: DeepSpeed's shared-memory kernel for whole-job fp32 all-reduce and all-gather, gloo for the "
+        "rest (bf16 and fp16 too: this CPU lacks AVX-512BW)"
+    )

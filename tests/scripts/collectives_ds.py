@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -44,7 +45,10 @@ def awkward_values(numel: int, dtype: torch.dtype, rank: int) -> torch.Tensor:
 
 def compare(out: Path, rank: int, world: int) -> None:
     backend = ds_comm.comm.cdb
-    found: dict[str, object] = {"backend": type(backend).__name__}
+    found: dict[str, object] = {
+        "backend": type(backend).__name__,
+        "kernel_dtypes": [str(dtype).removeprefix("torch.") for dtype in backend.dtypes],
+    }
     cpu_collectives.MAX_CHUNK_BYTES = 4096  # many chunks per call
     for dtype in cpu_collectives.KERNEL_DTYPES:
         name = str(dtype).removeprefix("torch.")
@@ -85,6 +89,9 @@ def compare(out: Path, rank: int, world: int) -> None:
 
 
 def die(rank: int, env) -> None:
+    # As dsdet's trainer does, defer the launcher's SIGTERM (which follows rank 1's exit within a second), so
+    # that the watchdog, not the signal, ends rank 0.
+    signal.signal(signal.SIGTERM, lambda *_: None)
     with name_lost_ranks(env):
         if rank == 1:
             time.sleep(2)  # rank 0 is in the kernel by now
