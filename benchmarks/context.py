@@ -66,24 +66,34 @@ class Context:
         )
         return self._launch(label, command, "dsdet.train", DSDET_WATCH, out_dir), out_dir
 
-    def plain_run(self, label: str, overrides: list[str], recipe: str = "adamw") -> tuple[RunRecord, Path]:
-        """`torchrun -m benchmarks.plain_ddp` with `overrides` in a fresh folder."""
+    def plain_run(
+        self, label: str, overrides: list[str], recipe: str = "adamw", env: dict[str, str] | None = None
+    ) -> tuple[RunRecord, Path]:
+        """`torchrun -m benchmarks.plain_ddp` with `overrides` (and `env` added to the ranks' environment) in a
+        fresh folder."""
         out_dir = self.fresh_dir(label)
         args = ["--recipe", recipe, *self.common_overrides(out_dir), *overrides]
         command = torchrun_command("benchmarks.plain_ddp", args, self.budget.ranks)
-        return self._launch(label, command, "benchmarks.plain_ddp", PLAIN_WATCH, out_dir), out_dir
+        return self._launch(label, command, "benchmarks.plain_ddp", PLAIN_WATCH, out_dir, env), out_dir
 
     def _launch(
-        self, label: str, command: list, module: str, watch: dict[str, str], out_dir: Path
+        self,
+        label: str,
+        command: list,
+        module: str,
+        watch: dict[str, str],
+        out_dir: Path,
+        env: dict[str, str] | None = None,
     ) -> RunRecord:
-        """Run `command` with this context's environment and time limit, following its train_log.jsonl."""
+        """Run `command` with this context's environment (plus `env`) and time limit, following its
+        train_log.jsonl."""
         return launch(
             label,
             command,
             module=module,
             out_dir=out_dir,
             watch=watch,
-            env=self.launch_env(),
+            env={**self.launch_env(), **(env or {})},
             timeout_s=self.budget.timeout_s,
             progress_file="train_log.jsonl",
         )

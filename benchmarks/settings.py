@@ -13,6 +13,7 @@ class ModelCase:
     name: str
     kwargs: dict = field(default_factory=dict)
     batch_size: int = 4
+    roi_align: bool = False  # the model pools RoIs (model.roi_align applies)
 
     def overrides(self) -> list[str]:
         """Experiment overrides selecting this model and batch size."""
@@ -54,6 +55,40 @@ ZERO_CONFIGS: dict[str, list[str]] = {
     ],
 }
 
+
+@dataclass(frozen=True)
+class Variant:
+    """dsdet under one ZeRO configuration with one setting changed: a row of its own next to that configuration,
+    to show what the setting is worth."""
+
+    config: str  # a key of ZERO_CONFIGS
+    name: str  # appended to the row label, e.g. " + bf16"
+    overrides: tuple[str, ...] = ()
+    launcher: str = "deepspeed"
+    roi_align_models_only: bool = False  # only on models that pool RoIs
+    first_model_only: bool = False
+
+    def applies_to(self, case: ModelCase, first: bool) -> bool:
+        """Whether this variant runs on `case` (`first`: the budget's first throughput model)."""
+        return (case.roi_align or not self.roi_align_models_only) and (first or not self.first_model_only)
+
+
+VARIANTS = (
+    # each of dsdet's CPU defaults switched back to what a plain loop has
+    Variant("ZeRO-2", " + gloo collectives", ("train.cpu_collectives=gloo",)),
+    Variant("ZeRO-2", " + system malloc", ("train.cpu_malloc=system",)),
+    Variant(
+        "ZeRO-2", " + torchvision RoIAlign", ("model.roi_align=torchvision",), roi_align_models_only=True
+    ),
+    # bf16 autocast with fp32 master weights, against the plain loop in fp32
+    Variant("ZeRO-2", " + bf16", ("train.precision=bf16",)),
+    # the launcher's own cost
+    Variant("ZeRO-2", " via torchrun", launcher="torchrun", first_model_only=True),
+)
+# The plain loop's ranks with glibc malloc set as train.cpu_malloc=retain sets it, through glibc's environment
+# variables (what a plain loop's user can do without dsdet).
+PLAIN_MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**31 - 1)}
+
 SSDLITE = ModelCase("ssdlite320_mobilenet_v3_large", {}, batch_size=4)
 # Small images (the default dataset is 256 px) and fewer sampled proposals keep a CPU step near a second.
 FASTER_RCNN = ModelCase(
@@ -66,6 +101,7 @@ FASTER_RCNN = ModelCase(
         "box_batch_size_per_image": 128,
     },
     batch_size=2,
+    roi_align=True,
 )
 TINY = ModelCase("tinyssd", {"image_size": 128}, batch_size=2)
 
@@ -79,9 +115,8 @@ class Budget:
     throughput_models: tuple[ModelCase, ...]
     zero_configs: tuple[str, ...]
     repeats: int  # launches of each throughput run, in turns; their per-step rates are pooled
-    bf16_variant: bool  # also launch dsdet ZeRO-2 with bf16 autocast on every model
-    gloo_variant: bool  # also launch dsdet ZeRO-1 and ZeRO-2 with gloo collectives (no shared-memory kernel)
-    torchrun_variant: bool  # also launch dsdet ZeRO-2 with torchrun on the first model (launcher cost)
+    variants: tuple[Variant, ...]  # extra dsdet rows
+    plain_malloc_variant: bool  # also launch the plain loop with PLAIN_MALLOC_ENV
     warmup_steps: int  # logged steps skipped before measuring; also the checkpoint interval
     measured_steps: int
     census_model: ModelCase
@@ -98,9 +133,8 @@ FULL = Budget(
     throughput_models=(SSDLITE, FASTER_RCNN),
     zero_configs=("ZeRO-0", "ZeRO-1", "ZeRO-2", "ZeRO-3", "ZeRO-2 + offload"),
     repeats=2,
-    bf16_variant=True,
-    gloo_variant=True,
-    torchrun_variant=True,
+    variants=VARIANTS,
+    plain_malloc_variant=True,
     warmup_steps=4,
     measured_steps=8,
     census_model=FASTER_RCNN,
@@ -117,9 +151,8 @@ SMOKE = Budget(
     throughput_models=(TINY,),
     zero_configs=("ZeRO-2",),
     repeats=2,
-    bf16_variant=False,
-    gloo_variant=False,
-    torchrun_variant=False,
+    variants=(),
+    plain_malloc_variant=False,
     warmup_steps=2,
     measured_steps=2,
     census_model=TINY,

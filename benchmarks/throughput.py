@@ -22,13 +22,10 @@ from benchmarks.measure import (
     zero_estimate,
 )
 from benchmarks.plots import grouped_bars
-from benchmarks.settings import ZERO_CONFIGS, Budget, ModelCase
+from benchmarks.settings import PLAIN_MALLOC_ENV, ZERO_CONFIGS, Budget, ModelCase
 
 PLAIN = "plain DDP"
-# bf16 autocast with fp32 master weights (train.precision=bf16), against the plain loop in fp32.
-BF16 = ("train.precision=bf16",)
-# every collective through gloo, as the plain loop's are: what DeepSpeed's shared-memory kernel is worth
-GLOO = ("train.cpu_collectives=gloo",)
+PLAIN_MALLOC = " + retained malloc"
 
 
 def run_overrides(budget: Budget, case: ModelCase) -> list[str]:
@@ -104,13 +101,14 @@ def merge_launches(launches: list[dict]) -> dict:
 Launcher = tuple[str, Callable[[int], dict]]
 
 
-def plain_launcher(ctx: Context, case: ModelCase) -> Launcher:
-    """The row label of the plain DDP loop on `case` and a function launching it once."""
-    label = f"{case.name} {PLAIN}"
+def plain_launcher(ctx: Context, case: ModelCase, variant: str = "", env: dict | None = None) -> Launcher:
+    """The row label of the plain DDP loop on `case` (with `env` in its ranks' environment, named by `variant`)
+    and a function launching it once."""
+    label = f"{case.name} {PLAIN}{variant}"
 
     def launch_once(rep: int) -> dict:
-        record, out_dir = ctx.plain_run(repeat_label(label, rep), run_overrides(ctx.budget, case))
-        row = summarize(PLAIN, record, out_dir, ctx.budget, images_per_step(ctx, case))
+        record, out_dir = ctx.plain_run(repeat_label(label, rep), run_overrides(ctx.budget, case), env=env)
+        row = summarize(PLAIN + variant, record, out_dir, ctx.budget, images_per_step(ctx, case))
         shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # only their timing matters
         return row
 
@@ -161,13 +159,16 @@ def measure_case(ctx: Context, case: ModelCase) -> list[dict]:
     """The plain loop, then each ZeRO configuration (and the budget's variants), on one model, launched in
     turns; ratios to the plain loop's images/s."""
     budget = ctx.budget
-    launchers = [plain_launcher(ctx, case), *(dsdet_launcher(ctx, case, c) for c in budget.zero_configs)]
-    if budget.gloo_variant:
-        launchers += [dsdet_launcher(ctx, case, stage, " + gloo collectives", GLOO) for stage in ("ZeRO-1", "ZeRO-2")]
-    if budget.bf16_variant:
-        launchers.append(dsdet_launcher(ctx, case, "ZeRO-2", " + bf16", BF16))
-    if budget.torchrun_variant and case == budget.throughput_models[0]:
-        launchers.append(dsdet_launcher(ctx, case, "ZeRO-2", " via torchrun", launcher="torchrun"))
+    launchers = [plain_launcher(ctx, case)]
+    if budget.plain_malloc_variant:
+        launchers.append(plain_launcher(ctx, case, PLAIN_MALLOC, PLAIN_MALLOC_ENV))
+    launchers += [dsdet_launcher(ctx, case, config) for config in budget.zero_configs]
+    first = case == budget.throughput_models[0]
+    launchers += [
+        dsdet_launcher(ctx, case, v.config, v.name, v.overrides, v.launcher)
+        for v in budget.variants
+        if v.applies_to(case, first)
+    ]
     rows = measured(ctx, launchers)
     for row in rows:
         row["ratio_vs_plain"] = ratio(row["images_per_s"], rows[0]["images_per_s"])
@@ -219,10 +220,16 @@ def run(ctx: Context) -> Section:
         "steps counts the measured steps of all its launches. dsdet: `deepspeed --num_gpus "
         f"{budget.ranks} --module dsdet.train`; plain: `torchrun --nproc-per-node {budget.ranks} -m "
         "benchmarks.plain_ddp` (DistributedDataParallel, AdamW, the same dsdet model, dataset, augmentations, "
-        "loader and batch size, fp32; the `+ bf16` row is dsdet with `train.precision=bf16`). dsdet's ZeRO-0/1/2 "
-        "gradient all-reduces and ZeRO-1/2 parameter all-gathers go through DeepSpeed's shared-memory kernel "
-        "(`train.cpu_collectives`, default `shared_memory`); the `+ gloo collectives` rows send them through "
-        "gloo, as the plain loop does. images/s is the "
+        "loader and batch size, fp32, torchvision's defaults: NCHW convolutions, torchvision's RoIAlign). dsdet "
+        "runs with its CPU defaults: channels-last convolutions (`model.channels_last`), ZeRO-0/1/2 gradient "
+        "all-reduces and ZeRO-1/2 parameter all-gathers through DeepSpeed's shared-memory kernel "
+        "(`train.cpu_collectives`), freed memory kept in glibc's heap (`train.cpu_malloc`) and, for models that "
+        "pool RoIs, RoIAlign trained as a sparse matrix product (`model.roi_align`). Each `ZeRO-2 + ...` row "
+        "changes one thing: `+ gloo collectives`, `+ system malloc` and `+ torchvision RoIAlign` switch one of "
+        "those defaults back to the plain loop's, `+ bf16` trains with `train.precision=bf16`, `via torchrun` "
+        "launches with torchrun. `plain DDP + retained malloc` is the plain loop with "
+        f"{' '.join(f'`{k}={v}`' for k, v in PLAIN_MALLOC_ENV.items())} in its ranks' environment, the glibc "
+        "setting `train.cpu_malloc` makes, to show what that part is worth without dsdet. images/s is the "
         "median of the per-step values in `train_log.jsonl` after "
         f"{budget.warmup_steps} warm-up steps, leaving out the steps that follow a checkpoint save "
         f"(both sides save every {budget.warmup_steps} steps). Peak RSS is VmHWM of each rank process "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from dsdet.config import load_experiment
 from dsdet.data import build_dataset, build_train_loader, build_transforms
 from dsdet.models import build_model, list_models
 from tests.test_models_support import MODEL_TEST_KWARGS
@@ -30,7 +31,16 @@ def default_batches(default_data_dir):
 def test_trains_on_default_dataset_and_predicts(name, default_batches):
     num_classes, batches = default_batches
     torch.manual_seed(0)
-    model = build_model(name, num_classes, **MODEL_TEST_KWARGS[name])
+    defaults = load_experiment(
+        None, []
+    ).model  # built as dsdet.train builds it (channels-last, sparse RoIAlign)
+    model = build_model(
+        name,
+        num_classes,
+        channels_last=defaults.channels_last,
+        roi_align=defaults.roi_align,
+        **MODEL_TEST_KWARGS[name],
+    )
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     model.train()
     for images, targets in batches:

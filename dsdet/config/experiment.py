@@ -43,6 +43,13 @@ class ModelSection(StrictModel):
         description="Run convolutions on channels-last (NHWC) inputs; weights and exports are unchanged. "
         "1.05-1.3x faster training steps on CPU (benchmarks/FINDINGS.md); GPUs gain with bf16/fp16.",
     )
+    roi_align: Literal["sparse", "torchvision"] = Field(
+        "sparse",
+        description="Faster/Mask R-CNN training on CPU: RoIAlign (forward and backward) as a sparse matrix "
+        "product, the same values and gradients as torchvision's kernels up to float rounding and about 10x "
+        "faster (benchmarks/FINDINGS.md); 'torchvision' keeps its kernels. Inference and GPUs always use "
+        "torchvision's.",
+    )
     kwargs: dict[str, Any] = Field(
         default_factory=dict, description="Extra keyword arguments of the model builder."
     )
@@ -124,6 +131,12 @@ class TrainSection(StrictModel):
         "(gradients, ZeRO-1/2 parameters) through DeepSpeed's shared-memory kernel, bit-identical to gloo and "
         "several times faster; gloo everywhere else. Ignored on GPUs.",
     )
+    cpu_malloc: Literal["retain", "system"] = Field(
+        "retain",
+        description="CPU ranks on glibc: serve every allocation from malloc's heap and keep freed memory for "
+        "reuse, instead of a fresh mmap (page faults, zero-filling) for each large tensor of every step; "
+        "resident memory then stays at its peak. 'system' keeps glibc's defaults. Ignored on GPUs.",
+    )
     seed: Annotated[Int, Field(ge=0)] = Field(42, description="Random seed.")
     output_dir: str = Field(
         "runs/default", min_length=1, description="Checkpoints, logs and exports go here."
@@ -193,6 +206,7 @@ _HASH_IGNORED = {
         "export_on_finish",
         "activation_checkpointing",
         "cpu_collectives",
+        "cpu_malloc",
     ),
     "data": ("num_workers",),
     "eval": ("num_vis_images",),

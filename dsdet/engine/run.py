@@ -8,11 +8,13 @@ from functools import partial
 from pathlib import Path
 
 import torch
+from deepspeed.accelerator import get_accelerator
 
 from dsdet.config import ExperimentConfig, experiment_hash, resolve_deepspeed_config
 from dsdet.engine import checkpoint as ckpt
 from dsdet.engine.activation_checkpointing import checkpoint_backbone_blocks
 from dsdet.engine.cpu_collectives import choose_collectives
+from dsdet.engine.cpu_malloc import choose_malloc
 from dsdet.engine.data import build_data
 from dsdet.engine.distributed import init_distributed, shutdown_distributed
 from dsdet.engine.evaluation import evaluate
@@ -41,6 +43,7 @@ def model_factory(exp: ExperimentConfig, num_classes: int):
         weights=m.weights,
         norm=m.norm,
         channels_last=m.channels_last,
+        roi_align=m.roi_align,
         **m.kwargs,
     )
 
@@ -60,6 +63,7 @@ def train(exp: ExperimentConfig) -> dict:
     setup_logging(env.rank)
     log.info("%d ranks, %d torch threads each (OMP_NUM_THREADS sets it)", env.world_size, torch.get_num_threads())
     log.info(choose_collectives(exp.train.cpu_collectives, env.world_size))
+    log.info(choose_malloc(exp.train.cpu_malloc, get_accelerator().device_name()))
     if env.local_rank == 0:  # one rank per node
         removed = remove_orphaned_segments()
         if removed.paths:
