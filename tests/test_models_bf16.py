@@ -3,6 +3,9 @@ fp32 master weights) and predicts under the same autocast, with no dtype error a
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -81,3 +84,14 @@ def test_bf16_autocast_trains_and_predicts(name, mini_data_dir, tmp_path, proces
         assert prediction["boxes"].dtype == prediction["scores"].dtype == torch.float32
         assert torch.isfinite(prediction["boxes"]).all() and torch.isfinite(prediction["scores"]).all()
     strategy.engine.destroy()
+
+
+def test_bf16_on_a_cpu_without_bf16_units_warns(caplog):
+    flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    native = bool({"avx512_bf16", "amx_bf16"} & set(flags.split()))
+    ds_config = {"train_batch_size": 2, "torch_autocast": {"enabled": True, "dtype": "bfloat16"}}
+    with caplog.at_level(logging.WARNING, logger="dsdet.engine"):
+        DeepSpeedStrategy(ds_config)
+        DeepSpeedStrategy({"train_batch_size": 2})  # fp32: never
+    warnings = [r.message for r in caplog.records if "train.precision=bf16 on a CPU without" in r.message]
+    assert len(warnings) == (0 if native else 1), warnings

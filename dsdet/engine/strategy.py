@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import deepspeed
@@ -47,6 +48,18 @@ def check_supported(ds_config: dict) -> None:
         )
 
 
+def cpu_has_bf16_units() -> bool:
+    """Whether this CPU computes bf16 natively (AVX-512 BF16 or AMX); without them torch emulates bf16
+    convolutions and matrix products, much slower than fp32. Read from /proc/cpuinfo (True where it is absent)."""
+    try:
+        flags = next(
+            line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")
+        )
+    except (OSError, StopIteration):
+        return True
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags.split(":", 1)[1].split()))
+
+
 def partition_parameters(model: nn.Module, ds_config: dict) -> None:
     """Partition a built model's parameters over the ranks with `deepspeed.zero.Init`, one tensor at a time:
     rank 0's values are broadcast and each rank keeps its 1/N shard on the accelerator (or where
@@ -59,7 +72,11 @@ def partition_parameters(model: nn.Module, ds_config: dict) -> None:
     deepspeed.zero.Init(module=model, config_dict_or_path=ds_config, mem_efficient_linear=False)
     total = sum(p.ds_numel for p in model.parameters())
     local = sum(p.ds_tensor.numel() for p in model.parameters())
-    log.info("ZeRO-3: parameters partitioned before deepspeed.initialize, %d of %d elements on this rank", local, total)
+    log.info(
+        "ZeRO-3: parameters partitioned before deepspeed.initialize, %d of %d elements on this rank",
+        local,
+        total,
+    )
 
 
 class DeepSpeedStrategy:
@@ -72,6 +89,11 @@ class DeepSpeedStrategy:
         check_supported(ds_config)
         self.ds_config = for_device(ds_config, get_accelerator().device_name())
         self.engine: deepspeed.DeepSpeedEngine | None = None
+        if self.compute_dtype == torch.bfloat16 and self.device.type == "cpu" and not cpu_has_bf16_units():
+            log.warning(
+                "train.precision=bf16 on a CPU without AVX-512 BF16 or AMX: torch emulates its bf16 convolutions, "
+                "12-18x slower than fp32 on the benchmark machine (benchmarks/FINDINGS.md); fp32 is faster here"
+            )
 
     @property
     def zero_stage(self) -> int:
