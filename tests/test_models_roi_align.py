@@ -62,7 +62,7 @@ def test_values_and_gradients_equal_torchvision(aligned, sampling_ratio, channel
 
 def test_bf16_autocast_matches_torchvision():
     x, rois = features(True), awkward_rois()
-    grad = torch.randn(len(rois), 8, 7, 7)
+    grad = torch.randn(len(rois), 8, 7, 7, generator=torch.Generator().manual_seed(2))
     results = []
     for pool in (torchvision.ops.roi_align, roi_align):
         with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -72,7 +72,8 @@ def test_bf16_autocast_matches_torchvision():
     (expected, expected_grad), (pooled, got_grad) = results
     assert pooled.dtype == expected.dtype == torch.bfloat16
     torch.testing.assert_close(pooled, expected)  # bf16 tolerances
-    torch.testing.assert_close(got_grad, expected_grad)
+    # fp32 leaves of bf16 computations: bf16 tolerances (a one-ulp difference is 0.4 % relative)
+    torch.testing.assert_close(got_grad, expected_grad, rtol=1.6e-2, atol=1e-5)
 
 
 def test_no_rois():
