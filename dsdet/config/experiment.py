@@ -46,7 +46,7 @@ class ModelSection(StrictModel):
     roi_align: Literal["sparse", "torchvision"] = Field(
         "sparse",
         description="Faster/Mask R-CNN training on CPU: RoIAlign (forward and backward) as a sparse matrix "
-        "product, the same values and gradients as torchvision's kernels up to float rounding and about 10x "
+        "product, the same values and gradients as torchvision's kernels up to float rounding and about 6x "
         "faster (benchmarks/FINDINGS.md); 'torchvision' keeps its kernels. Inference and GPUs always use "
         "torchvision's.",
     )
