@@ -4,23 +4,15 @@ can be, and a rank waiting in the kernel for a dead peer names it and exits (2 r
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
+from dsdet.engine.strategy import cpu_flags
 from tests.runners import deepspeed_command, run
 
 pytestmark = pytest.mark.distributed
 
 SCRIPT = ("--module", "tests.scripts.collectives_ds")
-
-
-def cpu_flags() -> set[str]:
-    """The instruction-set flags of this machine's CPU."""
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
 
 
 def test_routed_collectives_equal_gloo_bit_for_bit(tmp_path):

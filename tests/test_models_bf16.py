@@ -4,7 +4,6 @@ fp32 master weights) and predicts under the same autocast, with no dtype error a
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,7 +13,7 @@ from dsdet.config import load_experiment, resolve_deepspeed_config
 from dsdet.engine.data import build_data
 from dsdet.engine.evaluation import predict_batches
 from dsdet.engine.run import count_parameters, model_factory
-from dsdet.engine.strategy import DeepSpeedStrategy
+from dsdet.engine.strategy import DeepSpeedStrategy, cpu_flags
 from dsdet.models import list_models
 from tests.test_models_support import MODEL_TEST_KWARGS
 
@@ -87,8 +86,7 @@ def test_bf16_autocast_trains_and_predicts(name, mini_data_dir, tmp_path, proces
 
 
 def test_bf16_on_a_cpu_without_bf16_units_warns(caplog):
-    flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
-    native = bool({"avx512_bf16", "amx_bf16"} & set(flags.split()))
+    native = bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
     ds_config = {"train_batch_size": 2, "torch_autocast": {"enabled": True, "dtype": "bfloat16"}}
     with caplog.at_level(logging.WARNING, logger="dsdet.engine"):
         DeepSpeedStrategy(ds_config)

@@ -10,6 +10,8 @@ from dsdet.data import build_dataset, build_train_loader, build_transforms
 from dsdet.models import build_model, list_models
 from tests.test_models_support import MODEL_TEST_KWARGS
 
+TRAINED_AS = load_experiment(None, []).model  # as dsdet.train builds models: channels-last, sparse RoIAlign
+
 
 @pytest.fixture(scope="module")
 def default_batches(default_data_dir):
@@ -31,14 +33,11 @@ def default_batches(default_data_dir):
 def test_trains_on_default_dataset_and_predicts(name, default_batches):
     num_classes, batches = default_batches
     torch.manual_seed(0)
-    defaults = load_experiment(
-        None, []
-    ).model  # built as dsdet.train builds it (channels-last, sparse RoIAlign)
     model = build_model(
         name,
         num_classes,
-        channels_last=defaults.channels_last,
-        roi_align=defaults.roi_align,
+        channels_last=TRAINED_AS.channels_last,
+        roi_align=TRAINED_AS.roi_align,
         **MODEL_TEST_KWARGS[name],
     )
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)

@@ -88,7 +88,7 @@ class _SparseRoIAlign(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, features, rois, output_size, spatial_scale, sampling_ratio, aligned):
-        batch, channels, height, width = features.shape
+        channels = features.shape[1]
         matrix = sampling_matrix(rois, features.shape, output_size, spatial_scale, sampling_ratio, aligned)
         ctx.save_for_backward(matrix)
         ctx.feature_shape, ctx.dtype = features.shape, features.dtype
