@@ -19,9 +19,10 @@ from pathlib import Path
 import torch
 
 from benchmarks.settings import ZERO_CONFIGS
+from dsdet.comm import all_gather_object
 from dsdet.config import DeepSpeedConfig, estimate_for_config, load_experiment, resolve_deepspeed_config
 from dsdet.engine.data import DataBundle, build_data
-from dsdet.engine.distributed import all_gather_object, init_distributed
+from dsdet.engine.distributed import init_distributed
 from dsdet.engine.run import count_parameters, model_factory
 from dsdet.engine.strategy import DeepSpeedStrategy
 

@@ -13,7 +13,8 @@ from dsdet.config.presets import SEED_EXAMPLE
 from dsdet.config.problems import validate_model
 from dsdet.errors import DsdetError
 
-SEED_DOC = Path(__file__).resolve().parents[1].parent / "shared" / "seeds" / "003_f07718e10c7968cc.txt"
+# The deepspeed_config.json of the DeepSpeed seed notes (shared/seeds/003), kept verbatim as test data.
+SEED_CONFIG = Path(__file__).resolve().parent / "data" / "seed_deepspeed_config.json"
 
 # The shape Hugging Face's DeepSpeed integration documents, with "auto" everywhere the trainer decides.
 HF_ZERO2_AUTO = {
@@ -101,10 +102,8 @@ ZERO3_NVME_OFFLOAD = {
 
 
 def seed_document_config() -> dict:
-    """The deepspeed_config.json printed in the DeepSpeed seed notes, parsed from the notes themselves."""
-    text = SEED_DOC.read_text(encoding="utf-8")
-    start = text.index("{", text.index("deepspeed_config.json\n"))
-    return json.JSONDecoder().raw_decode(text[start:])[0]
+    """The deepspeed_config.json printed in the DeepSpeed seed notes."""
+    return json.loads(SEED_CONFIG.read_text(encoding="utf-8"))
 
 
 def parse(data: dict) -> DeepSpeedConfig:

@@ -30,6 +30,11 @@ def sampler(rank=0, world_size=2, seed=5, batch_size=3, drop_last=True, groups=G
     )
 
 
+def indices(batches) -> list[list[int]]:
+    """The dataset indices of batches of (index, augmentation seed) pairs."""
+    return [[index for index, _ in batch] for batch in batches]
+
+
 def write_sized_coco(root: Path, sizes: list[tuple[int, int]]) -> Path:
     """A COCO dataset of images of the given (h, w), each with one centred box."""
     (root / "images").mkdir(parents=True)
@@ -85,6 +90,31 @@ def test_skip_gives_exactly_the_tail_once(n):
     assert list(batch_sampler) == full  # the skip applies to one pass only
 
 
+def test_augmentation_seeds_depend_on_sample_and_epoch_only():
+    batch_sampler = sampler()
+    batch_sampler.set_epoch(2)
+    full = list(batch_sampler)
+    batch_sampler.skip(2)
+    assert list(batch_sampler) == full[2:]  # a resumed pass gets the same seeds for the same samples
+    seeds = {seed for batch in full for _, seed in batch}
+    assert len(seeds) == sum(len(batch) for batch in full)
+    other_rank = sampler(rank=1)
+    other_rank.set_epoch(2)
+    shared = {index for batch in indices(other_rank) for index in batch} & {i for b in indices(full) for i in b}
+    mine = {index: seed for batch in full for index, seed in batch}
+    assert all(mine[index] == seed for batch in other_rank for index, seed in batch if index in shared)
+
+
+@pytest.mark.parametrize(("length", "step", "expected"), [(4, 1, 4), (4, 3, 3), (4, 4, 4), (4, 2, 4)])
+def test_whole_steps_trim_each_epoch(length, step, expected):
+    batch_sampler = sampler()
+    assert len(batch_sampler) == length
+    batch_sampler.whole_steps_of(step)
+    assert len(batch_sampler) == len(list(batch_sampler)) == expected
+    with pytest.raises(DsdetError, match="fewer than the 5 micro-batches of one optimizer step"):
+        batch_sampler.whole_steps_of(5)
+
+
 def test_skip_past_the_epoch_is_an_error():
     with pytest.raises(DsdetError, match=r"^cannot skip 5 batches: the epoch has 4$"):
         sampler().skip(5)
@@ -100,7 +130,7 @@ def test_rank_shards_are_disjoint_and_equally_long(length, world_size, batch_siz
         sampler(rank, world_size, batch_size=batch_size, drop_last=drop_last, groups=groups[:length])
         for rank in range(world_size)
     ]
-    per_rank = [list(r) for r in ranks]
+    per_rank = [indices(r) for r in ranks]
     assert len({len(r) for r in ranks}) == 1 and [len(b) for b in per_rank] == [len(r) for r in ranks]
     seen = [{i for b in batches for i in b} for batches in per_rank]
     padded = -(-length // world_size) * world_size - length  # DistributedSampler repeats this many
@@ -134,11 +164,13 @@ def test_train_loader_batches_are_lists_and_seeded_per_epoch_and_worker(tmp_path
 
     loader, first = epoch_images(0)
     _, again = epoch_images(0)
+    _, without_workers = epoch_images(0, workers=0)
     _, later = epoch_images(1)
     assert len(loader) == 2 and len(first) == 4
-    assert [i for i, _ in first] == [i for i, _ in again]
-    # same seed, epoch and rank: the workers draw the same augmentation
+    assert [i for i, _ in first] == [i for i, _ in again] == [i for i, _ in without_workers]
+    # same seed, epoch and sample: the same augmentation, whichever worker (or none) draws it
     assert all(torch.equal(a, b) for (_, a), (_, b) in zip(first, again, strict=True))
+    assert all(torch.equal(a, b) for (_, a), (_, b) in zip(first, without_workers, strict=True))
     assert [i for i, _ in first] != [i for i, _ in later]
     other_rank, _ = epoch_images(0, rank=1, workers=0)
     assert len(other_rank) == len(loader)

@@ -11,7 +11,16 @@ import torch
 from dsdet.cli import main
 from dsdet.data import build_dataset
 from dsdet.errors import DsdetError
-from tests.test_data_formats import BOXES, CLASSES, coco_dict, voc_xml, write_coco, write_voc, write_yolo
+from tests.test_data_formats import (
+    BOXES,
+    CLASSES,
+    coco_dict,
+    voc_xml,
+    write_coco,
+    write_images,
+    write_voc,
+    write_yolo,
+)
 
 
 def error_of(call, *args, **kwargs) -> str:
@@ -160,6 +169,54 @@ def test_voc_errors_name_file_line_and_object(tmp_path):
     assert error_of(load) == f"VOC annotation file not found: {tmp_path / 'Annotations' / 'zz.xml'}"
 
 
+def write_stale_voc(root: Path, xml_name: str, filename: str, image: str) -> Path:
+    """JPEGImages/<image> and Annotations/<xml_name> whose <filename> (a.png's boxes) is stale."""
+    write_images(root / "JPEGImages", [image])
+    (root / "Annotations").mkdir()
+    (root / "Annotations" / xml_name).write_text(voc_xml(filename, BOXES["a.png"]))
+    return root
+
+
+@pytest.mark.parametrize(
+    ("xml_name", "filename", "image"),
+    [
+        ("scene.xml", "scene.tif", "scene.png"),
+        ("scene.xml", "old_name.jpg", "scene.png"),
+        ("0001.xml", "scene.tif", "scene.PNG"),
+    ],
+)
+def test_voc_stale_filename_reads_the_image_of_the_same_stem(tmp_path, xml_name, filename, image):
+    root = write_stale_voc(tmp_path, xml_name, filename, image)
+    dataset = build_dataset("voc", root, "JPEGImages", None, CLASSES)
+    _, target = dataset[0]
+    assert dataset.records[0].path == root / "JPEGImages" / image
+    assert dataset.coco_ground_truth()["images"][0]["file_name"] == image
+    assert target["boxes"].tolist() == [[2, 3, 12, 13], [20, 5, 35, 25]]
+    assert target["labels"].tolist() == [1, 2]
+    xml = root / "Annotations" / xml_name
+    assert dataset.warnings == [
+        f"{root}: 1 XML files naming a missing <filename> read the image of the same stem"
+        f" (first: {xml} names {filename}, read {root / 'JPEGImages' / image})"
+    ]
+
+
+def test_voc_without_any_image_of_the_stem_is_an_error_or_skipped(tmp_path):
+    write_voc(tmp_path)
+    xml = tmp_path / "Annotations" / "a.xml"
+    xml.write_text(voc_xml("gone.tif", BOXES["a.png"]))
+    (tmp_path / "JPEGImages" / "a.png").unlink()
+    load = lambda **kwargs: build_dataset("voc", tmp_path, "JPEGImages", None, CLASSES, **kwargs)  # noqa: E731
+    assert error_of(load) == (
+        f"{xml}: image file not found: {tmp_path / 'JPEGImages' / 'gone.tif'},"
+        " nor a or gone with suffix .bmp/.jpeg/.jpg/.png/.tif/.tiff/.webp"
+    )
+    dataset = load(skip_missing=True)
+    assert dataset.image_ids == [2, 3]
+    assert dataset.warnings == [
+        f"{tmp_path}: 1 missing image files skipped (first: {tmp_path / 'JPEGImages' / 'gone.tif'})"
+    ]
+
+
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
@@ -264,3 +321,17 @@ def test_cli_check_error_is_one_line_and_exit_2(tmp_path, capsys):
     assert main(args) == 2
     expected = "dsdet: error: yolo format needs `classes`: the names of class 0, 1, ... in order\n"
     assert capsys.readouterr().err == expected
+
+
+def test_cli_check_counts_a_stale_voc_filename_as_a_warning(tmp_path, capsys, caplog):
+    root = write_stale_voc(tmp_path, "scene.xml", "scene.tif", "scene.png")
+    args = ["--format", "voc", "--root", str(root), "--images", "JPEGImages", "--classes", "cat,dog"]
+    with caplog.at_level(logging.WARNING, logger="dsdet.data"):
+        assert main(["data", "check", *args]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "1 images (0 without boxes), 2 boxes, 2 classes"
+    assert lines[3] == "warnings: 1"
+    assert caplog.messages == [
+        f"{root}: 1 XML files naming a missing <filename> read the image of the same stem"
+        f" (first: {root / 'Annotations' / 'scene.xml'} names scene.tif, read {root / 'JPEGImages' / 'scene.png'})"
+    ]

@@ -53,3 +53,30 @@ def test_two_stage_pipeline_trains_evaluates_and_exports(mini_data_dir, tmp_path
         k: trained_metrics[k] for k in ("AP", "AP50", "AR100")
     }
     assert torch.isfinite(torch.tensor(list(evaluated.values()))).all()
+
+
+def test_pipeline_with_accumulation_not_dividing_the_epoch_ends_its_epochs(mini_data_dir, tmp_path):
+    # 16 batches per epoch on the one data-parallel replica, 3 micro-batches per step: each epoch is trimmed to
+    # 15 (5 whole steps) and ends; each epoch line shows that epoch's evaluation, as metrics.jsonl records it.
+    out = tmp_path / "pipe"
+    proc = deepspeed_train(
+        small_run(
+            mini_data_dir,
+            out,
+            "deepspeed.pipeline.stages=2",
+            "deepspeed.zero_optimization.stage=1",
+            "train.grad_accum_steps=3",
+            "train.max_steps=null",
+            "train.epochs=2",
+            "eval.every_epochs=1",
+        ),
+        timeout=300,
+    )
+    metrics = read_jsonl(out / "metrics.jsonl")
+    assert [(row["epoch"], row["step"]) for row in metrics] == [(1, 5), (2, 10)]
+    epoch_lines = [line for line in proc.stdout.splitlines() + proc.stderr.splitlines() if "| step " in line]
+    assert len(epoch_lines) == 2
+    for line, row in zip(epoch_lines, metrics, strict=True):
+        assert f"epoch {row['epoch']}/2 | step {row['step']} |" in line
+        assert f"| AP {row['AP']:.3f} | AP50 {row['AP50']:.3f} |" in line
+    assert latest_good(checkpoints_dir(out)).tag == "step00000010"

@@ -63,11 +63,9 @@ def test_bf16_autocast_trains_and_predicts(name, mini_data_dir, tmp_path, proces
     assert type(optimizer) is torch.optim.AdamW and optimizer.defaults["fused"]  # dsdet's CPU choice
     conv_dtypes = record_conv_dtypes(strategy.module)
 
-    for _, (images, targets) in zip(range(STEPS), data.train_loader, strict=False):
-        losses = strategy.forward(*strategy.to_device(images, targets))
-        loss = sum(losses.values())
-        assert torch.isfinite(loss), (name, losses)
-        strategy.backward_and_step(loss)
+    for _, batch in zip(range(STEPS), data.train_loader, strict=False):
+        result = strategy.train_step([batch], stop=False)
+        assert result.finite and result.stepped, (name, result.losses)
     assert strategy.global_step == STEPS
     assert conv_dtypes == {torch.bfloat16}, conv_dtypes  # the forward really ran under bf16 autocast
     assert all(p.dtype == torch.float32 for p in strategy.module.parameters())  # fp32 master weights

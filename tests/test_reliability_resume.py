@@ -1,5 +1,6 @@
 """Deterministic resume: a run killed after a checkpoint and auto-resumed ends with exactly the weights of an
-uninterrupted run (CPU, fp32, same world size): killed mid-epoch, after an epoch end and between micro-batches."""
+uninterrupted run (CPU, fp32, same world size, 2 loader workers per rank drawing augmentations): killed
+mid-epoch, after an epoch end and between micro-batches."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ pytestmark = pytest.mark.distributed
 
 def assert_kill_and_resume_identical(data_root, tmp_path, kill_after: str, *overrides: str) -> dict:
     """SIGKILL a run once checkpoint `kill_after` is complete, auto-resume it, compare with a straight run;
-    return the run info of the checkpoint it resumed from."""
+    return the run info of the checkpoint it resumed from. The batches after a resume reach other loader
+    workers than in the straight run: only per-sample augmentation seeds make them agree."""
+    overrides = ("data.num_workers=2", *overrides)
     straight = tmp_path / "straight"
     deepspeed_train(small_run(data_root, straight, *overrides))
     crashed = tmp_path / "crashed"
@@ -54,9 +57,8 @@ def test_killed_after_an_epoch_end_checkpoint_resumes_exactly(mini_data_dir, tmp
 
 
 def test_killed_between_micro_batches_resumes_exactly(mini_data_dir, tmp_path):
-    # 8 micro-batches per epoch, 3 per step: epoch 1 ends inside step 3, so its checkpoint waits for the end of
-    # step 3 (a checkpoint holds whole steps). The kill then lands between the micro-batches of steps 4-5.
-    overrides = ("train.grad_accum_steps=3", "train.max_steps=8")
-    resumed_from = assert_kill_and_resume_identical(mini_data_dir, tmp_path, "step00000003", *overrides)
-    assert resumed_from["epoch"] == 1
-    assert "step00000002" not in list_tags(checkpoints_dir(tmp_path / "crashed"))
+    # 8 micro-batches per rank and epoch, 3 per step: each epoch is trimmed to 6 (2 whole steps), so epoch 1 ends
+    # with step 2 and its checkpoint. The kill then lands between the micro-batches of steps 3-5.
+    overrides = ("train.grad_accum_steps=3", "train.max_steps=5")
+    resumed_from = assert_kill_and_resume_identical(mini_data_dir, tmp_path, "step00000002", *overrides)
+    assert (resumed_from["epoch"], resumed_from["global_step"]) == (1, 2)

@@ -16,8 +16,6 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    import torch
-
     from dsdet.config import load_experiment
     from dsdet.data import build_eval_loader
     from dsdet.engine.data import build_datasets, dataset_root
@@ -37,7 +35,7 @@ def _eval(args: argparse.Namespace) -> int:
     evaluator = CocoEvaluator(
         val_set.coco_ground_truth(), trained.label_to_category_id, max_detections=exp.eval.max_detections
     )
-    metrics, _ = evaluate(trained.model, loader, evaluator, torch.device("cpu"))
+    metrics, _ = evaluate(trained.model, loader, evaluator, trained.device)
     print(format_metrics(metrics))
     text = json.dumps(metrics, indent=1)
     if args.json:

@@ -13,6 +13,7 @@ from dsdet.data.images import PIL_ERRORS, load_rgb
 from dsdet.data.masks import decode_masks
 from dsdet.data.records import ImageRecord
 from dsdet.data.report import LOGGER
+from dsdet.data.samplers import SeededIndex
 
 Sample = tuple[tv_tensors.Image, dict[str, Any]]
 # An image that fails to decode mid-epoch becomes this grey negative, so the epoch (and every rank) goes on.
@@ -55,12 +56,18 @@ class DetectionDataset(Dataset):
         record = self.records[index]
         return record.height, record.width
 
-    def __getitem__(self, index: int) -> Sample:
-        record = self.records[index]
-        image, target = self._decode(record)
-        if self.transforms is not None:
-            image, target = self.transforms(image, target)
-        return image, target
+    def __getitem__(self, key: int | SeededIndex) -> Sample:
+        """Sample `key`: an index, or (index, seed) to draw its augmentations from `seed` alone (the process's
+        random state is left as it was)."""
+        index, seed = key if isinstance(key, tuple) else (key, None)
+        image, target = self._decode(self.records[index])
+        if self.transforms is None:
+            return image, target
+        if seed is None:
+            return self.transforms(image, target)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.transforms(image, target)
 
     def _decode(self, record: ImageRecord) -> Sample:
         """The untransformed sample; a file that no longer decodes gives a grey negative and one warning."""

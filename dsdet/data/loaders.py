@@ -42,8 +42,10 @@ def build_train_loader(
     num_workers: int = 0,
     aspect_ratio_group_factor: int = 3,
     drop_last: bool = True,
+    pin_memory: bool = False,
 ) -> tuple[DataLoader, TrainBatchSampler]:
-    """This rank's training loader and its batch sampler (call `set_epoch` / `skip` on it)."""
+    """This rank's training loader and its batch sampler (call `set_epoch` / `skip` on it). Its workers live
+    for the whole run (no start-up per epoch); `pin_memory` for faster copies to a GPU."""
     sizes = [dataset.image_size(i) for i in range(len(dataset))]
     batch_sampler = TrainBatchSampler(
         aspect_ratio_groups(sizes, aspect_ratio_group_factor),
@@ -60,6 +62,8 @@ def build_train_loader(
         collate_fn=collate_detection,
         worker_init_fn=init_worker,
         generator=batch_sampler.generator,
+        persistent_workers=num_workers > 0,
+        pin_memory=pin_memory,
     )
     return loader, batch_sampler
 
@@ -74,7 +78,13 @@ def eval_shard(length: int, world_size: int, rank: int) -> list[int]:
 
 
 def build_eval_loader(
-    dataset: DetectionDataset, batch_size: int, *, world_size: int, rank: int, num_workers: int = 0
+    dataset: DetectionDataset,
+    batch_size: int,
+    *,
+    world_size: int,
+    rank: int,
+    num_workers: int = 0,
+    pin_memory: bool = False,
 ) -> DataLoader:
     """In-order loader over this rank's shard; every rank gets the same number of images and batches."""
     if batch_size < 1:
@@ -86,4 +96,5 @@ def build_eval_loader(
         num_workers=num_workers,
         collate_fn=collate_detection,
         worker_init_fn=init_worker,
+        pin_memory=pin_memory,
     )

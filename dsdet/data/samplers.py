@@ -40,6 +40,11 @@ def grouped_batches(
     return batches
 
 
+# A dataset index with the seed of its augmentations: the same sample is augmented alike whichever loader worker,
+# rank or resumed run draws it.
+SeededIndex = tuple[int, int]
+
+
 def seed_for(*parts: int) -> int:
     """A 63-bit seed mixed from integers (seed, epoch, rank...), stable across processes and Python versions."""
     digest = hashlib.sha256(",".join(str(p) for p in parts).encode()).digest()
@@ -74,8 +79,22 @@ class TrainBatchSampler(Sampler[list[int]]):
         )
         self.generator = torch.Generator()
         self.epoch = 0
+        self.step_size = 1
         self._skip = 0
         self.set_epoch(0)
+
+    def whole_steps_of(self, micro_batches: int) -> None:
+        """End every epoch on an optimizer step of `micro_batches` micro-batches: the last
+        `len % micro_batches` batches of each epoch are left out (each epoch reshuffles, so no image is
+        always left out)."""
+        if micro_batches < 1:
+            raise DsdetError(f"an optimizer step needs at least 1 micro-batch, got {micro_batches}")
+        if self.batches_per_pass() < micro_batches:
+            raise DsdetError(
+                f"an epoch has {self.batches_per_pass()} batches per rank, fewer than the {micro_batches} "
+                "micro-batches of one optimizer step; lower train.grad_accum_steps or train.batch_size"
+            )
+        self.step_size = micro_batches
 
     def set_epoch(self, epoch: int) -> None:
         """Shuffle for `epoch` (same on every rank) and reseed the loader's worker-seed generator."""
@@ -93,10 +112,17 @@ class TrainBatchSampler(Sampler[list[int]]):
         """All of this rank's batches of the current epoch, in order."""
         return grouped_batches(list(self.sampler), self.group_ids, self.batch_size, self.drop_last)
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def __iter__(self) -> Iterator[list[SeededIndex]]:
+        """This epoch's batches from the skipped-to one; each index carries the seed of its augmentations."""
         start, self._skip = self._skip, 0
-        yield from self.epoch_batches()[start:]
+        for batch in self.epoch_batches()[start : len(self)]:
+            yield [(index, seed_for(self.seed, self.epoch, index)) for index in batch]
 
-    def __len__(self) -> int:
+    def batches_per_pass(self) -> int:
+        """Batches of this rank in one pass over its shard."""
         per_rank = len(self.sampler)
         return per_rank // self.batch_size if self.drop_last else -(-per_rank // self.batch_size)
+
+    def __len__(self) -> int:
+        """Batches of this rank per epoch: whole optimizer steps of one pass."""
+        return self.batches_per_pass() // self.step_size * self.step_size

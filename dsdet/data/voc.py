@@ -9,7 +9,10 @@ from pathlib import Path
 
 from dsdet.data.records import Annotation, ImageRecord, make_record, scan_image
 from dsdet.data.report import LoadReport
+from dsdet.data.yolo import IMAGE_SUFFIXES
 from dsdet.errors import DsdetError
+
+STALE_FILENAME = "XML files naming a missing <filename> read the image of the same stem"
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,24 @@ def parse_xml(path: Path) -> tuple[str, list[VocObject]]:
     return filename, objects
 
 
+def image_name(images_dir: Path, xml: Path, filename: str, report: LoadReport, skip_missing: bool) -> str:
+    """The image of `xml` in `images_dir`: its <filename>, else the first `<stem>.<image suffix>` found (counted)."""
+    if (images_dir / filename).is_file():
+        return filename
+    stems = list(dict.fromkeys((xml.stem, str(Path(filename).with_suffix("")))))
+    suffixes = sorted(IMAGE_SUFFIXES)
+    for name in (f"{stem}{case(s)}" for stem in stems for s in suffixes for case in (str.lower, str.upper)):
+        if (images_dir / name).is_file():
+            report.add(STALE_FILENAME, f"{xml} names {filename}, read {images_dir / name}")
+            return name
+    if skip_missing:
+        return filename  # scan_image counts it as a missing image file
+    raise DsdetError(
+        f"{xml}: image file not found: {images_dir / filename}, "
+        f"nor {' or '.join(stems)} with suffix {'/'.join(suffixes)}"
+    )
+
+
 def read_voc(
     root: Path,
     images_dir: Path,
@@ -96,7 +117,7 @@ def read_voc(
     )
     labels = {name: label for label, name in enumerate(class_names, start=1)}
     records, annotation_id = [], 0
-    for image_id, (_, filename, objects) in enumerate(parsed, start=1):
+    for image_id, (path, filename, objects) in enumerate(parsed, start=1):
         found = []
         for obj in objects:
             if obj.name not in labels:
@@ -115,7 +136,8 @@ def read_voc(
                     obj.difficult,
                 )
             )
-        size = scan_image(images_dir / filename, report, skip_missing)
+        name = image_name(images_dir, path, filename, report, skip_missing)
+        size = scan_image(images_dir / name, report, skip_missing)
         if size is not None:
-            records.append(make_record(images_dir / filename, filename, image_id, size, found, report))
+            records.append(make_record(images_dir / name, name, image_id, size, found, report))
     return records, class_names, {label: label for label in labels.values()}

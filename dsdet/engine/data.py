@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from deepspeed.accelerator import get_accelerator
 from torch.utils.data import DataLoader
 
 from dsdet.config import ExperimentConfig
@@ -85,6 +86,7 @@ def build_data(exp: ExperimentConfig, world_size: int, rank: int) -> DataBundle:
     """Datasets plus train/val loaders sharded over `world_size` data-parallel ranks, for `rank`."""
     train_set, val_set = build_datasets(exp, dataset_root(exp))
     batch_size = exp.train.batch_size
+    pin_memory = get_accelerator().device_name() != "cpu"  # page-locked batches copy to a GPU asynchronously
     train_loader, batch_sampler = build_train_loader(
         train_set,
         batch_size,
@@ -93,6 +95,7 @@ def build_data(exp: ExperimentConfig, world_size: int, rank: int) -> DataBundle:
         seed=exp.train.seed,
         num_workers=exp.data.num_workers,
         aspect_ratio_group_factor=exp.data.aspect_ratio_group_factor,
+        pin_memory=pin_memory,
     )
     if len(train_loader) == 0:
         raise DsdetError(
@@ -105,5 +108,6 @@ def build_data(exp: ExperimentConfig, world_size: int, rank: int) -> DataBundle:
         world_size=world_size,
         rank=rank,
         num_workers=exp.data.num_workers,
+        pin_memory=pin_memory,
     )
     return DataBundle(train_set, val_set, train_loader, batch_sampler, val_loader, batch_size)

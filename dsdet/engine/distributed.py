@@ -15,6 +15,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from dsdet.comm import barrier, forget_control_group
 from dsdet.engine.shared_memory import segment_path
 from dsdet.errors import DsdetError
 
@@ -192,37 +193,5 @@ def shutdown_distributed() -> None:
         import deepspeed
 
         barrier()
+        forget_control_group()
         deepspeed.comm.destroy_process_group()  # also drops the groups DeepSpeed cached
-
-
-def barrier() -> None:
-    """Wait for every rank (no-op without a process group)."""
-    if dist.is_initialized():
-        dist.barrier()
-
-
-def all_gather_object(obj: object) -> list[object]:
-    """Every rank's `obj`, in rank order (a one-element list without a process group)."""
-    if not dist.is_initialized() or dist.get_world_size() == 1:
-        return [obj]
-    gathered: list[object] = [None] * dist.get_world_size()
-    dist.all_gather_object(gathered, obj)
-    return gathered
-
-
-def broadcast_object(obj: object, src: int = 0) -> object:
-    """Rank `src`'s `obj` on every rank."""
-    if not dist.is_initialized() or dist.get_world_size() == 1:
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=src)
-    return box[0]
-
-
-def any_rank(flag: bool) -> bool:
-    """True on every rank when `flag` is true on at least one."""
-    if not dist.is_initialized() or dist.get_world_size() == 1:
-        return flag
-    value = torch.tensor([1 if flag else 0])
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool(value.item())

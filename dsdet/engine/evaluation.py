@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
-from dsdet.engine.distributed import broadcast_object
+from dsdet.comm import broadcast_object
 from dsdet.eval import CocoEvaluator
 
 

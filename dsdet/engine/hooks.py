@@ -11,10 +11,10 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from dsdet.comm import all_gather_object, barrier
 from dsdet.engine import checkpoint as ckpt
-from dsdet.engine.distributed import all_gather_object, barrier
 from dsdet.engine.export import RUN_INFO
-from dsdet.engine.trainer import Hook, Trainer
+from dsdet.engine.trainer import Hook, Trainer, TrainState
 from dsdet.eval import draw_detections, format_metrics
 
 log = logging.getLogger("dsdet")
@@ -29,10 +29,11 @@ class ProgressHook(Hook):
         self.enabled = enabled and is_main
         self.bar: tqdm | None = None
         self.epoch_start = 0.0
+        self.last_step_end = 0.0
         self.steps_at_start = 0
 
     def before_epoch(self, trainer: Trainer) -> None:
-        self.epoch_start = time.perf_counter()
+        self.epoch_start = self.last_step_end = time.perf_counter()
         self.steps_at_start = trainer.state.global_step
         if self.enabled:
             self.bar = tqdm(
@@ -44,6 +45,7 @@ class ProgressHook(Hook):
             )
 
     def after_step(self, trainer: Trainer) -> None:
+        self.last_step_end = time.perf_counter()
         if self.bar is not None:
             self.bar.n = trainer.state.batch_in_epoch
             self.bar.set_postfix(
@@ -51,7 +53,8 @@ class ProgressHook(Hook):
             )
 
     def images_per_second(self, trainer: Trainer) -> float:
-        elapsed = max(time.perf_counter() - self.epoch_start, 1e-9)
+        """Training images per second over this epoch's steps (its evaluation left out)."""
+        elapsed = max(self.last_step_end - self.epoch_start, 1e-9)
         return (trainer.state.global_step - self.steps_at_start) * self.images_per_step / elapsed
 
     def after_epoch(self, trainer: Trainer) -> None:
@@ -68,7 +71,7 @@ class ProgressHook(Hook):
                 f"{self.images_per_second(trainer):.1f} img/s",
                 f"{time.perf_counter() - self.epoch_start:.0f} s",
             ]
-            if state.metrics:
+            if state.metrics and state.metrics_step == state.global_step:  # this epoch's evaluation
                 parts.append(format_metrics(state.metrics))
             log.info(" | ".join(parts))
 
@@ -119,7 +122,7 @@ class ScalarLogHook(Hook):
 
 
 class EvalHook(Hook):
-    """Every `every_epochs` epochs (and at the end): COCO metrics on all ranks, best-metric tracking."""
+    """Every `every_epochs` epochs (and at the end): COCO metrics on all ranks into the training state."""
 
     def __init__(
         self,
@@ -128,25 +131,17 @@ class EvalHook(Hook):
         class_names: Sequence[str],
         metrics_file: Path | None,
         tensorboard: ScalarLogHook | None,
-        key: str = "AP",
     ):
         self.run_eval = run_eval
         self.every_epochs = every_epochs
         self.class_names = list(class_names)
         self.metrics_file = metrics_file
         self.tensorboard = tensorboard
-        self.key = key
-        self.evaluated_at: int | None = None
 
     def evaluate(self, trainer: Trainer) -> None:
         state = trainer.state
         metrics, samples = self.run_eval()
-        state.metrics = metrics
-        self.evaluated_at = state.global_step
-        value = metrics.get(self.key)
-        if value is not None and (state.best_metric is None or value > state.best_metric):
-            state.best_metric = value
-            state.best_tag = ckpt.tag_for_step(state.global_step)
+        state.metrics, state.metrics_step = metrics, state.global_step
         if self.metrics_file is not None:
             with self.metrics_file.open("a") as f:
                 f.write(json.dumps({"epoch": state.epoch, "step": state.global_step, **metrics}) + "\n")
@@ -161,12 +156,13 @@ class EvalHook(Hook):
     def after_train(self, trainer: Trainer) -> None:
         if trainer.stop_requested:  # preempted: the checkpoint must be written within the grace period
             return
-        if self.every_epochs > 0 and self.evaluated_at != trainer.state.global_step:
+        if self.every_epochs > 0 and trainer.state.metrics_step != trainer.state.global_step:
             self.evaluate(trainer)
 
 
 class CheckpointHook(Hook):
-    """Save every `every_steps` optimizer steps, after each epoch and at the end; keep the last `keep_last`."""
+    """Save every `every_steps` optimizer steps, after each epoch and at the end; keep the last `keep_last` and
+    the best: the checkpoint saved first after the evaluation with the highest `key` metric."""
 
     def __init__(
         self,
@@ -175,7 +171,9 @@ class CheckpointHook(Hook):
         keep_last: int,
         run_info: dict,
         rng_state: Callable[[], dict],
+        key: str = "AP",
     ):
+        self.key = key
         self.root = root
         self.every_steps = every_steps
         self.keep_last = keep_last
@@ -193,6 +191,7 @@ class CheckpointHook(Hook):
         if self.saved_at == state.global_step:
             return
         ref = ckpt.CheckpointRef(self.root, ckpt.tag_for_step(state.global_step))
+        self.track_best(state, ref.tag)
         client_state = {"trainer": state.to_dict(), "rng": all_gather_object(self.rng_state())}
         trainer.strategy.save(ref, client_state, extra_files={RUN_INFO: json.dumps(self.run_info, indent=1)})
         self.saved_at = state.global_step
@@ -203,6 +202,13 @@ class CheckpointHook(Hook):
             if removed:
                 log.debug("pruned checkpoints %s", removed)
         barrier()
+
+    def track_best(self, state: TrainState, tag: str) -> None:
+        """Name `tag` the best checkpoint when it is the first saved since an evaluation that beat the best."""
+        value = state.metrics.get(self.key)
+        fresh = state.metrics_step is not None and (self.saved_at is None or state.metrics_step > self.saved_at)
+        if value is not None and fresh and (state.best_metric is None or value > state.best_metric):
+            state.best_metric, state.best_tag = value, tag
 
     def after_step(self, trainer: Trainer) -> None:
         every = self.every_steps and trainer.state.global_step % self.every_steps == 0

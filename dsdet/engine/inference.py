@@ -20,6 +20,7 @@ class TrainedModel:
     """A plain PyTorch detector and what it was trained with."""
 
     model: nn.Module
+    device: torch.device
     name: str
     class_names: list[str]
     label_to_category_id: dict[int, int]
@@ -36,8 +37,16 @@ def _load_exported(path: Path) -> tuple[dict, dict]:
     return state, json.loads(meta_path.read_text())
 
 
+def inference_device() -> torch.device:
+    """The accelerator DeepSpeed selected on this machine (a GPU where there is one), else the CPU."""
+    from deepspeed.accelerator import get_accelerator
+
+    return torch.device(get_accelerator().current_device_name())
+
+
 def load_trained_model(spec: str | Path) -> TrainedModel:
-    """Build the model a checkpoint (directory) or an exported `model.pt` describes and load its weights."""
+    """Build the model a checkpoint (directory) or an exported `model.pt` describes, load its weights and put it
+    on `inference_device()`."""
     path = Path(spec)
     if path.is_file():
         state, meta = _load_exported(path)
@@ -51,6 +60,7 @@ def load_trained_model(spec: str | Path) -> TrainedModel:
         raise DsdetError(
             f"weights in {spec} do not fit model {m['name']}: missing {missing[:3]}, unexpected {unexpected[:3]}"
         )
-    model.eval()
+    device = inference_device()
+    model.to(device).eval()
     labels = {int(k): int(v) for k, v in meta["label_to_category_id"].items()}
-    return TrainedModel(model, m["name"], list(meta["class_names"]), labels)
+    return TrainedModel(model, device, m["name"], list(meta["class_names"]), labels)

@@ -6,8 +6,9 @@ import deepspeed
 import torch
 from torch import nn
 
+from dsdet.comm import any_ranks
 from dsdet.engine.pipeline import PackedBatches, Packer, gather_plain_state_dict, to_pipeline
-from dsdet.engine.strategy import DeepSpeedStrategy
+from dsdet.engine.strategy import Batch, DeepSpeedStrategy, StepResult
 from dsdet.errors import DsdetError
 
 
@@ -31,8 +32,6 @@ def data_parallel_layout(world_size: int, rank: int, stages: int) -> tuple[int, 
 class PipelineStrategy(DeepSpeedStrategy):
     """Trains a PipelineModule form of the model; evaluates the plain model with the gathered weights."""
 
-    pipelined = True
-
     def __init__(self, ds_config: dict):
         super().__init__(ds_config)
         self.stages = pipeline_stages(ds_config)
@@ -55,11 +54,20 @@ class PipelineStrategy(DeepSpeedStrategy):
             model=pipe, model_parameters=trainable, config=self.ds_config
         )
 
-    def train_batch(self, batches: list) -> dict[str, torch.Tensor]:
-        """Forward, backward and optimizer step over the micro-batches of one step, through every stage."""
+    def train_step(self, batches: list[Batch], stop: bool) -> StepResult:
+        """Forward, backward and optimizer step over the micro-batches of one step, through every stage.
+
+        DeepSpeed's `train_batch` steps before the loss is known, so a non-finite loss cannot be skipped here: the
+        run stops (every rank agrees) and the last checkpoint holds finite weights."""
         loss = self.engine.train_batch(data_iter=iter(PackedBatches(batches, self.packer)))
         extra = self.engine.agg_additional_losses or {}  # loss components, known on the last stage
-        return {"loss": loss, **extra}
+        nonfinite, stop = any_ranks(not bool(torch.isfinite(loss)), stop)
+        if nonfinite:
+            raise DsdetError(
+                f"non-finite loss at step {self.global_step} under pipeline stages: DeepSpeed's train_batch has "
+                "already applied it, so it cannot be skipped; lower train.lr and resume from the last checkpoint"
+            )
+        return StepResult({"loss": loss, **extra}, finite=True, stepped=True, stop=stop)
 
     def eval_model(self) -> nn.Module:
         """The plain model holding every stage's current weights (gathered on every rank)."""

@@ -34,7 +34,7 @@ def predict_images(
     results = []
     for path in map(Path, images):
         image = read_image(path)
-        prediction = trained.model([image])[0]
+        prediction = {k: v.cpu() for k, v in trained.model([image.to(trained.device)])[0].items()}
         keep = prediction["scores"] >= score_threshold
         prediction = {k: v[keep] for k, v in prediction.items()}
         for box, score, label in zip(

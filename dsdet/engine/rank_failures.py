@@ -20,8 +20,9 @@ from dataclasses import dataclass
 
 import psutil
 
+from dsdet.comm import all_gather_object
 from dsdet.engine.cpu_collectives import in_kernel
-from dsdet.engine.distributed import DistEnv, all_gather_object
+from dsdet.engine.distributed import DistEnv
 from dsdet.errors import DsdetError, error_line
 
 _DEATH_GRACE_S = 3.0  # a rank's sockets can close a moment before its process is gone

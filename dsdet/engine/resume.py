@@ -11,10 +11,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from dsdet.comm import barrier, broadcast_object
 from dsdet.config import ExperimentConfig
 from dsdet.engine import checkpoint as ckpt
 from dsdet.engine import universal
-from dsdet.engine.distributed import DistEnv, barrier, broadcast_object
+from dsdet.engine.distributed import DistEnv
 from dsdet.engine.export import run_info
 from dsdet.engine.strategy import DeepSpeedStrategy
 from dsdet.engine.trainer import Trainer
@@ -126,7 +127,9 @@ def resume(
         set_rng_state(rng[env.rank])
     else:  # another world size: keep the data position in samples, reseed per rank
         samples = trainer.state.batch_in_epoch * batch_size * plan.saved["world_size"]
-        trainer.state.batch_in_epoch = samples // (batch_size * env.world_size)
+        step = strategy.micro_batches_per_step  # resume on an optimizer-step boundary of this epoch
+        batches = min(samples // (batch_size * env.world_size), trainer.batches_per_epoch)
+        trainer.state.batch_in_epoch = batches // step * step
         seed_everything(exp.train.seed + env.rank + 1000 * trainer.state.global_step)
     log.info(
         "resumed from %s (epoch %d, step %d)", plan.ref.path, trainer.state.epoch, trainer.state.global_step

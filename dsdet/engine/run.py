@@ -126,8 +126,9 @@ def train(exp: ExperimentConfig) -> dict:
             keep=exp.eval.num_vis_images,
         )
 
+    # Order matters at the end of an epoch: evaluate, then print the epoch line (with that evaluation), then
+    # save (naming the best checkpoint from it).
     hooks = [
-        ProgressHook(env.is_main, images_per_step),
         *([tensorboard] if tensorboard else []),
         EvalHook(
             run_eval,
@@ -136,6 +137,7 @@ def train(exp: ExperimentConfig) -> dict:
             output_dir / "metrics.jsonl" if env.is_main else None,
             tensorboard,
         ),
+        ProgressHook(env.is_main, images_per_step),
         CheckpointHook(
             ckpt.checkpoints_dir(output_dir),
             exp.train.checkpoint_every_steps,

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +17,30 @@ import torch
 from deepspeed.accelerator import get_accelerator
 from torch import nn
 
+from dsdet.comm import any_ranks, barrier
 from dsdet.config import for_device
 from dsdet.engine import checkpoint as ckpt
-from dsdet.engine.distributed import barrier
 from dsdet.errors import DsdetError
 
 log = logging.getLogger("dsdet.engine")
+
+
+Batch = tuple[list[torch.Tensor], list[dict]]
+
+
+def total_loss(losses: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The loss to backpropagate: the model's "loss" entry, else the sum of its components."""
+    return losses["loss"] if "loss" in losses else sum(losses.values())
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one `train_step` did, agreed by every rank."""
+
+    losses: dict[str, torch.Tensor]
+    finite: bool  # every rank's loss was finite; when False nothing was applied
+    stepped: bool  # the optimizer stepped
+    stop: bool  # some rank asked to stop
 
 
 def check_supported(ds_config: dict) -> None:
@@ -86,8 +105,7 @@ def partition_parameters(model: nn.Module, ds_config: dict) -> None:
 class DeepSpeedStrategy:
     """Builds, wraps, steps, saves and restores a model with DeepSpeed."""
 
-    pipelined = False  # PipelineStrategy trains whole optimizer steps through `train_batch`
-    micro_batches_per_call = 1
+    micro_batches_per_call = 1  # micro-batches `train_step` takes at once (a pipeline: a whole step)
 
     def __init__(self, ds_config: dict):
         check_supported(ds_config)
@@ -159,12 +177,24 @@ class DeepSpeedStrategy:
         self.engine.train()
         return self.engine(images, targets)
 
-    def backward_and_step(self, loss: torch.Tensor) -> bool:
-        """Backward and (at an accumulation boundary) optimizer step; True when the optimizer stepped."""
+    @property
+    def micro_batches_per_step(self) -> int:
+        """Micro-batches per optimizer step (DeepSpeed's gradient_accumulation_steps)."""
+        return int(self.engine.gradient_accumulation_steps())
+
+    def train_step(self, batches: list[Batch], stop: bool) -> StepResult:
+        """Forward one micro-batch; when every rank's loss is finite, backward and (at an accumulation boundary)
+        optimizer step. `stop` is this rank's stop request, agreed in the same control reduction."""
+        images, targets = self.to_device(*batches[0])
+        losses = self.forward(images, targets)
+        total = total_loss(losses)
+        nonfinite, stop = any_ranks(not bool(torch.isfinite(total)), stop)
+        if nonfinite:
+            return StepResult(losses, finite=False, stepped=False, stop=stop)
         boundary = self.engine.is_gradient_accumulation_boundary()
-        self.engine.backward(loss)
+        self.engine.backward(total)
         self.engine.step()
-        return boundary
+        return StepResult(losses, finite=True, stepped=boundary, stop=stop)
 
     @property
     def mid_accumulation(self) -> bool:

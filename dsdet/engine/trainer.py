@@ -12,8 +12,7 @@ from typing import Any
 
 import torch
 
-from dsdet.engine.distributed import any_rank
-from dsdet.engine.strategy import DeepSpeedStrategy
+from dsdet.engine.strategy import Batch, DeepSpeedStrategy, total_loss
 from dsdet.errors import DsdetError
 
 log = logging.getLogger("dsdet")
@@ -27,13 +26,14 @@ class TrainState:
     batch_in_epoch: int = 0  # micro-batches of `epoch` already consumed
     global_step: int = 0  # optimizer steps
     best_metric: float | None = None
-    best_tag: str | None = None
+    best_tag: str | None = None  # the checkpoint saved after the best evaluation
+    metrics_step: int | None = None  # the step `metrics` were evaluated at
     skipped_nonfinite: int = 0
     losses: dict[str, float] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in vars(self).items() if k not in ("losses", "metrics")}
+        return {k: v for k, v in vars(self).items() if k not in ("losses", "metrics", "metrics_step")}
 
     def load(self, saved: dict[str, Any]) -> None:
         for key in self.to_dict():
@@ -76,8 +76,10 @@ class Trainer:
         self.max_steps = max_steps
         self.nonfinite_loss = nonfinite_loss
         self.hooks = list(hooks)
+        self.batch_sampler.whole_steps_of(strategy.micro_batches_per_step)  # every epoch ends on a step
         self.state = TrainState()
-        self.stop_requested = False  # set on every rank once any rank was asked to stop
+        self.stop_agreed = False  # every rank knows some rank was asked to stop
+        self.stop_requested = False  # ... and the optimizer step then under way has finished: stop now
         self.preempted = False  # set by SIGTERM on this rank
 
     @contextlib.contextmanager
@@ -93,7 +95,7 @@ class Trainer:
 
     @property
     def batches_per_epoch(self) -> int:
-        return len(self.loader)
+        return len(self.batch_sampler)
 
     def call(self, event: str) -> None:
         for hook in self.hooks:
@@ -131,31 +133,26 @@ class Trainer:
         self.call("after_train")
         return self.state
 
-    def run_step(self, batches: list[tuple[list[torch.Tensor], list[dict]]]) -> None:
-        """One call into the strategy: a micro-batch (forward, loss check, backward, step at accumulation
-        boundaries), or for a pipeline every micro-batch of one optimizer step."""
+    def run_step(self, batches: list[Batch]) -> None:
+        """One call into the strategy (a micro-batch, or for a pipeline every micro-batch of one optimizer step),
+        then the hooks after each optimizer step; a stop request takes effect at the next optimizer step."""
         self.state.batch_in_epoch += len(batches)
-        if self.strategy.pipelined:
-            loss_dict = self.strategy.train_batch(batches)  # forward, backward and step, all stages
-            targets = [t for _, batch_targets in batches for t in batch_targets]
-        else:
-            images, targets = self.strategy.to_device(*batches[0])
-            loss_dict = self.strategy.forward(images, targets)
-        total = loss_dict["loss"] if "loss" in loss_dict else sum(loss_dict.values())
-        if any_rank(not bool(torch.isfinite(total))):
-            self._handle_nonfinite(loss_dict, targets)
+        result = self.strategy.train_step(batches, stop=self.preempted)
+        if result.stop and not self.stop_agreed:
+            self.stop_agreed = True
+            log.warning(
+                "stop requested (SIGTERM) at step %d: checkpointing at the end of this step and exiting",
+                self.state.global_step + 1,
+            )
+        if not result.finite:
+            self._handle_nonfinite(result.losses, [t for _, targets in batches for t in targets])
             return
-        stepped = self.strategy.pipelined or self.strategy.backward_and_step(total)
-        self.state.losses = {k: float(v.detach()) for k, v in loss_dict.items()}
-        self.state.losses["loss"] = float(total.detach())
-        if stepped:
+        self.state.losses = {k: float(v.detach()) for k, v in result.losses.items()}
+        self.state.losses["loss"] = float(total_loss(result.losses).detach())
+        if result.stepped:
             self.state.global_step = self.strategy.global_step
             self.call("after_step")
-            if any_rank(self.preempted):
-                log.warning(
-                    "stop requested (SIGTERM) at step %d: checkpointing and exiting", self.state.global_step
-                )
-                self.stop_requested = True
+            self.stop_requested = self.stop_agreed
 
     def _handle_nonfinite(self, loss_dict: dict[str, torch.Tensor], targets: list[dict]) -> None:
         bad = {k: float(v) for k, v in loss_dict.items() if not math.isfinite(float(v))}

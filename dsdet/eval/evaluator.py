@@ -5,10 +5,10 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping, Sequence
 
+from dsdet.comm import gather_to_main, is_main_process
 from dsdet.errors import DsdetError
 from dsdet.eval.backends import BACKENDS, IOU_TYPES, evaluate_coco
 from dsdet.eval.detections import to_coco_results
-from dsdet.eval.gather import gather_to_main, is_main_process
 from dsdet.eval.ground_truth import category_map, validate_ground_truth
 from dsdet.eval.metrics import METRIC_NAMES
 

@@ -11,10 +11,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
-import torch.distributed as torch_dist
 from deepspeed.pipe import PipelineModule
 from torch import Tensor, nn
 
+from dsdet.comm import all_gather_object
 from dsdet.engine.pipeline.build import DetectorPipeline
 from dsdet.errors import DsdetError
 
@@ -81,8 +81,7 @@ def gather_plain_state_dict(pipeline: DetectorPipeline) -> dict[str, Tensor]:
         local = {
             key: value.detach().to("cpu", copy=True) for key, value in plain_state_dict(pipeline).items()
         }
-    gathered: list[dict[str, Tensor] | None] = [None] * torch_dist.get_world_size()
-    torch_dist.all_gather_object(gathered, local)
+    gathered = all_gather_object(local)
     merged = _merge([state for state in gathered if state is not None], "gathered pipeline stages")
     missing = [key for key in pipeline.plain_keys if key not in merged]
     if missing:
