@@ -13,7 +13,7 @@ class ModelCase:
     name: str
     kwargs: dict = field(default_factory=dict)
     batch_size: int = 4
-    roi_align: bool = False  # the model pools RoIs (model.roi_align applies)
+    roi_align: bool = False  # the model pools RoIs (train.cpu.roi_align applies)
 
     def overrides(self) -> list[str]:
         """Experiment overrides selecting this model and batch size."""
@@ -75,17 +75,17 @@ class Variant:
 
 VARIANTS = (
     # each of dsdet's CPU defaults switched back to what a plain loop has
-    Variant("ZeRO-2", " + gloo collectives", ("train.cpu_collectives=gloo",)),
-    Variant("ZeRO-2", " + system malloc", ("train.cpu_malloc=system",)),
+    Variant("ZeRO-2", " + gloo collectives", ("train.cpu.collectives=gloo",)),
+    Variant("ZeRO-2", " + system malloc", ("train.cpu.malloc=system",)),
     Variant(
-        "ZeRO-2", " + torchvision RoIAlign", ("model.roi_align=torchvision",), roi_align_models_only=True
+        "ZeRO-2", " + torchvision RoIAlign", ("train.cpu.roi_align=torchvision",), roi_align_models_only=True
     ),
     # bf16 autocast with fp32 master weights, against the plain loop in fp32
     Variant("ZeRO-2", " + bf16", ("train.precision=bf16",)),
     # the launcher's own cost
     Variant("ZeRO-2", " via torchrun", launcher="torchrun", first_model_only=True),
 )
-# The plain loop's ranks with glibc malloc set as train.cpu_malloc=retain sets it, through glibc's environment
+# The plain loop's ranks with glibc malloc set as train.cpu.malloc=retain sets it, through glibc's environment
 # variables (what a plain loop's user can do without dsdet).
 PLAIN_MALLOC_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**31 - 1)}
 

@@ -28,7 +28,7 @@ COLLECTIVES = {
     "scatter_object_list",
 }
 # dsdet.comm passes its gloo control group to every call; cpu_collectives runs on the CPU accelerator only.
-ALLOWED = {"dsdet/comm.py", "dsdet/engine/cpu_collectives.py"}
+ALLOWED = {"dsdet/comm.py", "dsdet/engine/cpu/collectives.py"}
 
 
 @pytest.mark.distributed

@@ -56,8 +56,8 @@ def test_generate_with_world_size_resolves_every_auto():
         config["gradient_accumulation_steps"],
     ) == (64, 8, 2)
     assert config["fp16"]["enabled"] is True and config["bf16"]["enabled"] is False
-    # default 2 epochs x ceil(100 / 2) = 100 steps, 10% warm-up
-    assert config["scheduler"]["params"]["warmup_num_steps"] == 10
+    # default 12 epochs x ceil(100 / 2) = 600 steps, 10% warm-up
+    assert config["scheduler"]["params"]["warmup_num_steps"] == 60
     assert config["zero_optimization"]["reduce_bucket_size"] == 10_002_432  # 40e6 / 4, aligned to 4096
 
 

@@ -36,7 +36,7 @@ def test_defaults_match_the_documented_experiment():
     assert exp.model.name == "yolo" and exp.model.num_classes == "auto"
     assert exp.data.augment == [HFlip(name="hflip", p=0.5)]
     assert (exp.train.epochs, exp.train.batch_size, exp.train.precision, exp.train.resume) == (
-        2,
+        12,
         4,
         "fp32",
         "auto",
@@ -139,6 +139,14 @@ def test_every_problem_is_listed_with_its_dotted_path(tmp_path):
         "train.lr: Input should be a valid number, unable to parse string as a number (got 'fast')",
         "train: unknown key 'precison', did you mean 'precision'?",
         "deepspeed: unknown key 'zero_optimisation', did you mean 'zero_optimization'?",
+    ]
+
+
+def test_keys_of_earlier_releases_say_where_they_moved(tmp_path):
+    text = "model: {roi_align: sparse}\ntrain: {cpu_malloc: system, cpu_collectives: gloo}\n"
+    assert problems(write(tmp_path, text)) == [
+        "model: key 'roi_align' moved to train.cpu.roi_align",
+        "train: key 'cpu_malloc' moved to train.cpu.malloc; key 'cpu_collectives' moved to train.cpu.collectives",
     ]
 
 

@@ -146,7 +146,7 @@ def test_all_conflicts_are_reported_together():
         resolve_deepspeed_config(exp, world_size=2, steps_per_epoch=50, num_parameters=None)
     assert caught.value.problems == [
         "deepspeed.gradient_accumulation_steps is 3 but train.grad_accum_steps gives 1; make them equal or set 'auto'",
-        "deepspeed.scheduler.params.warmup_num_steps is 1000 but train.warmup_ratio x 100 steps gives 10; make them equal or set 'auto'",
+        "deepspeed.scheduler.params.warmup_num_steps is 1000 but train.warmup_ratio x 600 steps gives 60; make them equal or set 'auto'",
         "deepspeed.train_batch_size is 12 but batch size 4 x 3 x world size 2 gives 24; make them equal or set 'auto'",
     ]
     assert "\n" not in str(caught.value)

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from dsdet.engine.strategy import cpu_flags
+from dsdet.engine.cpu.flags import cpu_flags
 from tests.runners import deepspeed_command, run
 
 pytestmark = pytest.mark.distributed

@@ -1,4 +1,4 @@
-"""train.cpu_malloc: with "retain", a process that allocates and frees the same large tensors every step stops
+"""train.cpu.malloc: with "retain", a process that allocates and frees the same large tensors every step stops
 page-faulting after a few steps; glibc's defaults fault the whole tensor in again every time."""
 
 from __future__ import annotations
@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 import sys
 
-from dsdet.engine.cpu_malloc import choose_malloc
+from dsdet.engine.cpu.malloc import choose_malloc
 from tests.runners import run
 
 # A training step in miniature: allocate 64 MiB, write it, free it; count each step's minor page faults.
 STEPS = """
 import json, resource, sys
 import torch
-from dsdet.engine.cpu_malloc import choose_malloc
+from dsdet.engine.cpu.malloc import choose_malloc
 line = choose_malloc(sys.argv[1], "cpu")
 STEPS = int(sys.argv[2])
 faults = []
@@ -27,7 +27,7 @@ PAGES_PER_STEP = 64 * 2**20 // 4096
 
 
 def steps(choice: str) -> dict:
-    """Page faults of each miniature step in a fresh process with `train.cpu_malloc=choice`."""
+    """Page faults of each miniature step in a fresh process with `train.cpu.malloc=choice`."""
     return json.loads(run([sys.executable, "-c", STEPS, choice, "16"]).stdout.strip().splitlines()[-1])
 
 
@@ -42,7 +42,7 @@ def test_retain_stops_page_faults_after_a_few_steps():
 
 def test_system_defaults_fault_every_step_in_again():
     found = steps("system")
-    assert found["line"] == "malloc: system defaults (train.cpu_malloc=system)"
+    assert found["line"] == "malloc: system defaults (train.cpu.malloc=system)"
     assert min(found["faults"][-4:]) > PAGES_PER_STEP // 2, found["faults"]
 
 

@@ -10,12 +10,12 @@ import time
 from pathlib import Path
 
 from dsdet.doctor.system import shm_check
-from dsdet.engine.shared_memory import (
-    SEGMENT_PREFIX,
+from dsdet.engine.cpu.shared_memory import (
     find_orphaned_segments,
     remove_orphaned_segments,
     segment_path,
 )
+from dsdet.engine.deepspeed_internals import SHM_SEGMENT_PREFIX
 
 # Maps the file named by argv[1] the way a DeepSpeed rank maps its segment, says so, and waits to be killed.
 MAP_AND_WAIT = (
@@ -37,10 +37,10 @@ def make_segment(directory: Path, name: str, age_s: float, size: int = 4096) -> 
 
 def test_only_old_unmapped_segments_of_this_user_are_removed(tmp_path):
     uid = os.getuid()
-    orphan = make_segment(tmp_path, f"{SEGMENT_PREFIX}{uid}_127.0.0.1_29500_0", age_s=3600, size=8192)
-    live = make_segment(tmp_path, f"{SEGMENT_PREFIX}{uid}_127.0.0.1_29501_0", age_s=3600)
-    young = make_segment(tmp_path, f"{SEGMENT_PREFIX}{uid}_127.0.0.1_29502_0", age_s=0)
-    other_user = make_segment(tmp_path, f"{SEGMENT_PREFIX}{uid + 1}_127.0.0.1_29503_0", age_s=3600)
+    orphan = make_segment(tmp_path, f"{SHM_SEGMENT_PREFIX}{uid}_127.0.0.1_29500_0", age_s=3600, size=8192)
+    live = make_segment(tmp_path, f"{SHM_SEGMENT_PREFIX}{uid}_127.0.0.1_29501_0", age_s=3600)
+    young = make_segment(tmp_path, f"{SHM_SEGMENT_PREFIX}{uid}_127.0.0.1_29502_0", age_s=0)
+    other_user = make_segment(tmp_path, f"{SHM_SEGMENT_PREFIX}{uid + 1}_127.0.0.1_29503_0", age_s=3600)
     unrelated = make_segment(tmp_path, "torch_shm_segment", age_s=3600)
     holder = subprocess.Popen([sys.executable, "-c", MAP_AND_WAIT, str(live)], stdout=subprocess.PIPE, text=True)
     try:

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from dsdet.engine.checkpoint import checkpoints_dir, latest_good
+from dsdet.engine.cpu.shared_memory import segment_path
 from dsdet.engine.export import consolidated_state_dict
-from dsdet.engine.shared_memory import segment_path
 from tests.runners import deepspeed_train, read_jsonl
 
 pytestmark = pytest.mark.distributed
@@ -44,8 +44,8 @@ ZERO_SETUPS = {
     # dsdet's CPU speed-ups off: gloo collectives and glibc's default malloc
     "zero2_plain_cpu": [
         "deepspeed.zero_optimization.stage=2",
-        "train.cpu_collectives=gloo",
-        "train.cpu_malloc=system",
+        "train.cpu.collectives=gloo",
+        "train.cpu.malloc=system",
     ],
     "zero3": ["deepspeed.zero_optimization.stage=3"],
     "zero2_offload": ["deepspeed.zero_optimization={stage: 2, offload_optimizer: {device: cpu}}"],
@@ -75,9 +75,9 @@ def test_zero_stages_and_offload_train_and_agree(mini_data_dir, tmp_path):
         threads = int(os.environ.get("OMP_NUM_THREADS", 0)) or max(1, len(os.sched_getaffinity(0)) // 2)
         assert f"2 ranks, {threads} torch threads each" in proc.stdout + proc.stderr
         plain_cpu = name.endswith("plain_cpu")
-        collectives = "gloo (train.cpu_collectives=gloo)" if plain_cpu else "DeepSpeed's shared-memory"
+        collectives = "gloo (train.cpu.collectives=gloo)" if plain_cpu else "DeepSpeed's shared-memory"
         assert f"collectives: {collectives}" in proc.stdout + proc.stderr
-        malloc = "system defaults (train.cpu_malloc=system)" if plain_cpu else "freed memory kept for reuse"
+        malloc = "system defaults (train.cpu.malloc=system)" if plain_cpu else "freed memory kept for reuse"
         assert f"malloc: {malloc}" in proc.stdout + proc.stderr
         if name.startswith("zero3"):  # partitioned before DeepSpeed wraps it: each rank holds about half
             local, total = map(int, PARTITIONED.search(proc.stdout + proc.stderr).groups())

@@ -10,10 +10,13 @@ import torch
 from torch import nn
 
 from dsdet.config import load_experiment, resolve_deepspeed_config
+from dsdet.config.experiment import CpuSection
+from dsdet.engine.cpu import configure_cpu_ranks
+from dsdet.engine.cpu.flags import cpu_flags
 from dsdet.engine.data import build_data
 from dsdet.engine.evaluation import predict_batches
 from dsdet.engine.run import count_parameters, model_factory
-from dsdet.engine.strategy import DeepSpeedStrategy, cpu_flags
+from dsdet.engine.strategy import DeepSpeedStrategy
 from dsdet.models import list_models
 from tests.test_models_support import MODEL_TEST_KWARGS
 
@@ -83,11 +86,11 @@ def test_bf16_autocast_trains_and_predicts(name, mini_data_dir, tmp_path, proces
     strategy.engine.destroy()
 
 
-def test_bf16_on_a_cpu_without_bf16_units_warns(caplog):
+def test_bf16_on_a_cpu_without_bf16_units_warns(caplog, process_group):
     native = bool({"avx512_bf16", "amx_bf16"} & cpu_flags())
-    ds_config = {"train_batch_size": 2, "torch_autocast": {"enabled": True, "dtype": "bfloat16"}}
-    with caplog.at_level(logging.WARNING, logger="dsdet.engine"):
-        DeepSpeedStrategy(ds_config)
-        DeepSpeedStrategy({"train_batch_size": 2})  # fp32: never
+    settings = CpuSection(collectives="gloo", malloc="system")
+    with caplog.at_level(logging.WARNING, logger="dsdet"):
+        for precision in ("bf16", "fp32"):  # fp32: never
+            configure_cpu_ranks(settings, world_size=1, ranks_on_node=1, first_on_node=False, precision=precision)
     warnings = [r.message for r in caplog.records if "train.precision=bf16 on a CPU without" in r.message]
     assert len(warnings) == (0 if native else 1), warnings

@@ -10,7 +10,7 @@ from dsdet.data import build_dataset, build_train_loader, build_transforms
 from dsdet.models import build_model, list_models
 from tests.test_models_support import MODEL_TEST_KWARGS
 
-TRAINED_AS = load_experiment(None, []).model  # as dsdet.train builds models: channels-last, sparse RoIAlign
+TRAINED_AS = load_experiment(None, [])  # as dsdet.train builds models on CPU: channels-last, sparse RoIAlign
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +36,8 @@ def test_trains_on_default_dataset_and_predicts(name, default_batches):
     model = build_model(
         name,
         num_classes,
-        channels_last=TRAINED_AS.channels_last,
-        roi_align=TRAINED_AS.roi_align,
+        channels_last=TRAINED_AS.model.channels_last,
+        roi_align=TRAINED_AS.train.cpu.roi_align,
         **MODEL_TEST_KWARGS[name],
     )
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)

@@ -1,4 +1,4 @@
-"""model.roi_align=sparse: RoIAlign trained as a sparse matrix product gives torchvision's values and gradients
+"""train.cpu.roi_align=sparse: RoIAlign trained as a sparse matrix product gives torchvision's values and gradients
 (up to float rounding) for every kind of RoI, in Faster and Mask R-CNN too, and leaves inference untouched."""
 
 from __future__ import annotations
@@ -128,5 +128,5 @@ def test_detector_training_step_matches_torchvision_pooling(name):
 
 
 def test_unknown_pooling_is_a_one_line_error():
-    with pytest.raises(DsdetError, match=r"^model.roi_align: must be 'sparse' or 'torchvision', got 'fast'$"):
+    with pytest.raises(DsdetError, match=r"^train.cpu.roi_align: must be 'sparse' or 'torchvision', got 'fast'$"):
         build_model("fasterrcnn_mobilenet_v3_large_fpn", NUM_CLASSES, roi_align="fast")

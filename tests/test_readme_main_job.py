@@ -18,11 +18,13 @@ def test_make_train(default_data_dir, tmp_path):
     proc = run(["make", "-C", str(REPO), "train", f"ARGS=train.output_dir={out}"], timeout=1800)
     for printed in ("Training finished.", "checkpoint", "exported_model", "tensorboard", "metrics_file"):
         assert printed in proc.stdout, proc.stdout[-2000:]
+    assert proc.stdout.splitlines()[-3].startswith("What to expect: the default experiment")
 
     summary = json.loads((out / "summary.json").read_text())
     assert (out / "model.pt").is_file() and summary["exported_model"] == str(out / "model.pt")
     assert latest_good(checkpoints_dir(out)) is not None
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
     evaluations = read_jsonl(out / "metrics.jsonl")
-    assert [e["epoch"] for e in evaluations] == [1, 2]  # mAP after every epoch
-    assert evaluations[-1]["AP50"] > 0.0, evaluations  # the default experiment learns something
+    assert [e["epoch"] for e in evaluations] == list(range(1, 13))  # mAP after every epoch
+    # a detector that visibly works (README: about AP 0.35, AP50 0.67 on this machine)
+    assert evaluations[-1]["AP"] >= 0.10 and evaluations[-1]["AP50"] >= 0.30, evaluations[-1]

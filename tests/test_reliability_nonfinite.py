@@ -51,3 +51,26 @@ def test_skip_counts_each_skipped_micro_batch_and_finishes(mini_data_dir, tmp_pa
     final = latest_good(checkpoints_dir(out))
     # 16 micro-batches in the epoch on one rank: every one not skipped made an optimizer step.
     assert final.info()["global_step"] + len(skipped) == 16
+
+
+def test_pipeline_stops_on_a_nonfinite_step_it_cannot_skip(mini_data_dir, tmp_path):
+    # DeepSpeed's train_batch steps before the loss is known: even with skip, the run stops with the reason and the
+    # last checkpoint (none here: step 1 already diverged) is never overwritten with non-finite weights.
+    out = tmp_path / "run"
+    proc = deepspeed_train(
+        small_run(
+            mini_data_dir,
+            out,
+            *EXPLODE,
+            "train.nonfinite_loss=skip",
+            "deepspeed.pipeline.stages=2",
+            "deepspeed.zero_optimization.stage=1",
+        ),
+        check=False,
+    )
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("dsdet: error")]
+    assert errors and all(
+        "under pipeline stages: DeepSpeed's train_batch has already applied it" in e for e in errors
+    )
+    assert latest_good(checkpoints_dir(out)) is None

@@ -43,13 +43,6 @@ class ModelSection(StrictModel):
         description="Run convolutions on channels-last (NHWC) inputs; weights and exports are unchanged. "
         "1.05-1.3x faster training steps on CPU (benchmarks/FINDINGS.md); GPUs gain with bf16/fp16.",
     )
-    roi_align: Literal["sparse", "torchvision"] = Field(
-        "sparse",
-        description="Faster/Mask R-CNN training on CPU: RoIAlign (forward and backward) as a sparse matrix "
-        "product, the same values and gradients as torchvision's kernels up to float rounding and about 6x "
-        "faster (benchmarks/FINDINGS.md); 'torchvision' keeps its kernels. Inference and GPUs always use "
-        "torchvision's.",
-    )
     kwargs: dict[str, Any] = Field(
         default_factory=dict, description="Extra keyword arguments of the model builder."
     )
@@ -104,10 +97,34 @@ class DataSection(StrictModel):
         return self.root_dir() / paths.images, self.root_dir() / paths.annotations
 
 
+class CpuSection(StrictModel):
+    """Speed-ups for CPU ranks: how fast a step runs, never what it computes beyond float rounding."""
+
+    collectives: Literal["shared_memory", "gloo"] = Field(
+        "shared_memory",
+        description="CPU jobs with every rank on one node: run the whole-job float all-reduces and all-gathers "
+        "(gradients, ZeRO-1/2 parameters) through DeepSpeed's shared-memory kernel, bit-identical to gloo and "
+        "several times faster; gloo everywhere else. Ignored on GPUs.",
+    )
+    malloc: Literal["retain", "system"] = Field(
+        "retain",
+        description="CPU ranks on glibc: serve every allocation from malloc's heap and keep freed memory for "
+        "reuse, instead of a fresh mmap (page faults, zero-filling) for each large tensor of every step; "
+        "resident memory then stays at its peak. 'system' keeps glibc's defaults. Ignored on GPUs.",
+    )
+    roi_align: Literal["sparse", "torchvision"] = Field(
+        "sparse",
+        description="Faster/Mask R-CNN training on CPU: RoIAlign (forward and backward) as a sparse matrix "
+        "product, the same values and gradients as torchvision's kernels up to float rounding and about 6x "
+        "faster (benchmarks/FINDINGS.md); 'torchvision' keeps its kernels. Inference and GPUs always use "
+        "torchvision's.",
+    )
+
+
 class TrainSection(StrictModel):
     """The training loop: length, batch, optimizer values, precision, checkpoints."""
 
-    epochs: Positive = Field(2, description="Passes over the training set.")
+    epochs: Positive = Field(12, description="Passes over the training set.")
     max_steps: Positive | None = Field(
         None, description="Stop after this many optimizer steps (null = epochs)."
     )
@@ -125,17 +142,8 @@ class TrainSection(StrictModel):
         description="Recompute backbone block activations in the backward pass (less memory, more time); "
         "configured by deepspeed.activation_checkpointing.",
     )
-    cpu_collectives: Literal["shared_memory", "gloo"] = Field(
-        "shared_memory",
-        description="CPU jobs with every rank on one node: run the whole-job float all-reduces and all-gathers "
-        "(gradients, ZeRO-1/2 parameters) through DeepSpeed's shared-memory kernel, bit-identical to gloo and "
-        "several times faster; gloo everywhere else. Ignored on GPUs.",
-    )
-    cpu_malloc: Literal["retain", "system"] = Field(
-        "retain",
-        description="CPU ranks on glibc: serve every allocation from malloc's heap and keep freed memory for "
-        "reuse, instead of a fresh mmap (page faults, zero-filling) for each large tensor of every step; "
-        "resident memory then stays at its peak. 'system' keeps glibc's defaults. Ignored on GPUs.",
+    cpu: CpuSection = Field(
+        default_factory=CpuSection, description="Speed-ups for CPU ranks (each ignored on GPUs)."
     )
     seed: Annotated[Int, Field(ge=0)] = Field(42, description="Random seed.")
     output_dir: str = Field(
@@ -205,8 +213,7 @@ _HASH_IGNORED = {
         "keep_last",
         "export_on_finish",
         "activation_checkpointing",
-        "cpu_collectives",
-        "cpu_malloc",
+        "cpu",
     ),
     "data": ("num_workers",),
     "eval": ("num_vis_images",),

@@ -26,6 +26,14 @@ class ConfigError(DsdetError):
         super().__init__(f"{source}: {count}{'; '.join(self.problems)}")
 
 
+# Keys of earlier releases that now live elsewhere: dotted old path -> dotted new path.
+MOVED_KEYS = {
+    "model.roi_align": "train.cpu.roi_align",
+    "train.cpu_collectives": "train.cpu.collectives",
+    "train.cpu_malloc": "train.cpu.malloc",
+}
+
+
 def did_you_mean(word: str, choices: Sequence[str]) -> str:
     """The hint ", did you mean 'x'?" for the closest choice, or "" when nothing is close."""
     lower = word.lower()
@@ -58,6 +66,10 @@ def validation_problems(exc: ValidationError, model: type[BaseModel], at: str = 
         if error["type"] in ("extra_forbidden", "missing"):  # name the section; the message names the key
             path, owner = _walk(model, error["loc"][:-1])
         path = f"{at}.{path}" if at and path else at or path
+        moved = MOVED_KEYS.get(f"{path}.{error['loc'][-1]}") if error["type"] == "extra_forbidden" else None
+        if moved:
+            grouped.setdefault(path, []).append(f"key {error['loc'][-1]!r} moved to {moved}")
+            continue
         if error["type"] == "literal_error" and error["ctx"].get("expected") == "'auto'":
             auto_allowed.add(path)
             continue

@@ -42,7 +42,7 @@ def needed_ops(exp: ExperimentConfig, device: str) -> dict[str, str]:
     if "nvme" in offload:
         needed["async_io"] = "offload to NVMe"
     if device == "cpu":
-        needed["deepspeed_shm_comm"] = "shared-memory gradient collectives of CPU ranks on one node (train.cpu_collectives); optional, gloo otherwise"
+        needed["deepspeed_shm_comm"] = "shared-memory gradient collectives of CPU ranks on one node (train.cpu.collectives); optional, gloo otherwise"
     return needed
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from dsdet.config import ExperimentConfig
 from dsdet.doctor.report import Check
-from dsdet.engine.shared_memory import find_orphaned_segments
+from dsdet.engine.cpu.shared_memory import find_orphaned_segments
 from dsdet.errors import DsdetError
 
 INSTALL_TOOLS = "make system-deps (scripts/install-system-deps.sh) installs pdsh, OpenMPI and ssh"

@@ -12,11 +12,10 @@ import socket
 from dataclasses import dataclass
 from datetime import timedelta
 
-import torch
 import torch.distributed as dist
 
 from dsdet.comm import barrier, forget_control_group
-from dsdet.engine.shared_memory import segment_path
+from dsdet.engine.cpu.shared_memory import segment_path
 from dsdet.errors import DsdetError
 
 _TORCH_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
@@ -141,7 +140,6 @@ def init_distributed(timeout_s: float = 600.0) -> DistEnv:
             auto_mpi_discovery=False, verbose=False, timeout=timedelta(seconds=timeout_s)
         )
         release_shared_memory_name(env)
-    share_cpu_cores()
     return env
 
 
@@ -164,16 +162,6 @@ def local_world_size() -> int:
     if os.environ.get("SLURM_NNODES") == "1" and os.environ.get("SLURM_NTASKS", "").isdigit():
         return int(os.environ["SLURM_NTASKS"])  # a one-node step: srun -n N without --ntasks-per-node
     return 1
-
-
-def share_cpu_cores() -> None:
-    """On the CPU accelerator give each rank its share of the node's cores as torch threads, unless
-    OMP_NUM_THREADS is set. torch's default (every core in every rank) oversubscribes the node: with 2 ranks
-    on 2 cores it made Faster R-CNN steps 2-10x slower than one thread per rank (benchmarks/FINDINGS.md)."""
-    from deepspeed.accelerator import get_accelerator
-
-    if get_accelerator().device_name() == "cpu" and "OMP_NUM_THREADS" not in os.environ:
-        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // local_world_size()))
 
 
 def release_shared_memory_name(env: DistEnv) -> None:

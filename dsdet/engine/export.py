@@ -11,6 +11,7 @@ import torch
 from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
 from dsdet.engine.checkpoint import CheckpointRef, find_checkpoint
+from dsdet.engine.deepspeed_internals import MODEL_STATES, OPTIM_STATES_GLOB
 from dsdet.engine.pipeline import plain_state_dict
 from dsdet.errors import DsdetError
 
@@ -26,7 +27,7 @@ def run_info(ref: CheckpointRef) -> dict:
 
 
 def _has_zero_optimizer_states(path: Path) -> bool:
-    files = sorted(path.glob("*zero_pp_rank_*_optim_states.pt"))
+    files = sorted(path.glob(OPTIM_STATES_GLOB))
     return bool(files) and not files[0].name.startswith("bf16_")
 
 
@@ -39,7 +40,7 @@ def consolidated_state_dict(ref: CheckpointRef) -> dict[str, torch.Tensor]:
         with contextlib.redirect_stdout(io.StringIO()):
             state = get_fp32_state_dict_from_zero_checkpoint(str(ref.root), tag=ref.tag)
     else:  # ZeRO stage 0: rank 0's model states hold every weight
-        model_file = ref.path / "mp_rank_00_model_states.pt"
+        model_file = ref.path / MODEL_STATES
         if not model_file.is_file():
             raise DsdetError(f"checkpoint {ref.path} holds no model states file")
         state = torch.load(model_file, map_location="cpu", weights_only=False)["module"]

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from dsdet.comm import any_ranks
+from dsdet.engine.deepspeed_internals import additional_losses
 from dsdet.engine.pipeline import PackedBatches, Packer, gather_plain_state_dict, to_pipeline
 from dsdet.engine.strategy import Batch, DeepSpeedStrategy, StepResult
 from dsdet.errors import DsdetError
@@ -60,7 +61,7 @@ class PipelineStrategy(DeepSpeedStrategy):
         DeepSpeed's `train_batch` steps before the loss is known, so a non-finite loss cannot be skipped here: the
         run stops (every rank agrees) and the last checkpoint holds finite weights."""
         loss = self.engine.train_batch(data_iter=iter(PackedBatches(batches, self.packer)))
-        extra = self.engine.agg_additional_losses or {}  # loss components, known on the last stage
+        extra = additional_losses(self.engine)  # loss components, known on the last stage
         nonfinite, stop = any_ranks(not bool(torch.isfinite(loss)), stop)
         if nonfinite:
             raise DsdetError(

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import psutil
 
 from dsdet.comm import all_gather_object
-from dsdet.engine.cpu_collectives import in_kernel
+from dsdet.engine.cpu.collectives import in_kernel
 from dsdet.engine.distributed import DistEnv
 from dsdet.errors import DsdetError, error_line
 

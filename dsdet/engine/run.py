@@ -8,15 +8,14 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from deepspeed.accelerator import get_accelerator
 
 from dsdet.config import ExperimentConfig, experiment_hash, resolve_deepspeed_config
 from dsdet.engine import checkpoint as ckpt
 from dsdet.engine.activation_checkpointing import checkpoint_backbone_blocks
-from dsdet.engine.cpu_collectives import choose_collectives
-from dsdet.engine.cpu_malloc import choose_malloc
+from dsdet.engine.cpu import configure_cpu_ranks, roi_align_kernel
 from dsdet.engine.data import build_data
-from dsdet.engine.distributed import init_distributed, shutdown_distributed
+from dsdet.engine.deepspeed_internals import version_warning
+from dsdet.engine.distributed import init_distributed, local_world_size, shutdown_distributed
 from dsdet.engine.evaluation import evaluate
 from dsdet.engine.export import export_checkpoint
 from dsdet.engine.hooks import CheckpointHook, EvalHook, ProgressHook, ScalarLogHook
@@ -24,7 +23,6 @@ from dsdet.engine.logs import setup_logging
 from dsdet.engine.pipeline_strategy import PipelineStrategy, data_parallel_layout, pipeline_stages
 from dsdet.engine.rank_failures import name_lost_ranks
 from dsdet.engine.resume import model_identity, plan_resume, resume, rng_state, seed_everything
-from dsdet.engine.shared_memory import remove_orphaned_segments
 from dsdet.engine.strategy import DeepSpeedStrategy
 from dsdet.engine.trainer import Trainer
 from dsdet.eval import CocoEvaluator
@@ -43,7 +41,7 @@ def model_factory(exp: ExperimentConfig, num_classes: int):
         weights=m.weights,
         norm=m.norm,
         channels_last=m.channels_last,
-        roi_align=m.roi_align,
+        roi_align=roi_align_kernel(exp.train.cpu),
         **m.kwargs,
     )
 
@@ -61,17 +59,15 @@ def train(exp: ExperimentConfig) -> dict:
     owns_process_group = not torch.distributed.is_initialized()
     env = init_distributed()
     setup_logging(env.rank)
-    log.info("%d ranks, %d torch threads each (OMP_NUM_THREADS sets it)", env.world_size, torch.get_num_threads())
-    log.info(choose_collectives(exp.train.cpu_collectives, env.world_size))
-    log.info(choose_malloc(exp.train.cpu_malloc, get_accelerator().device_name()))
-    if env.local_rank == 0:  # one rank per node
-        removed = remove_orphaned_segments()
-        if removed.paths:
-            log.warning(
-                "removed %d DeepSpeed all-reduce segments (%d MiB of RAM) that killed jobs had left in /dev/shm",
-                len(removed.paths),
-                removed.total_bytes // 2**20,
-            )
+    if warning := version_warning():
+        log.warning(warning)
+    configure_cpu_ranks(
+        exp.train.cpu,
+        world_size=env.world_size,
+        ranks_on_node=local_world_size(),
+        first_on_node=env.local_rank == 0,
+        precision=exp.train.precision,
+    )
     output_dir = Path(exp.train.output_dir)
     if env.is_main:
         output_dir.mkdir(parents=True, exist_ok=True)

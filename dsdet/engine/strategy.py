@@ -9,7 +9,6 @@ import contextlib
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import deepspeed
@@ -20,6 +19,7 @@ from torch import nn
 from dsdet.comm import any_ranks, barrier
 from dsdet.config import for_device
 from dsdet.engine import checkpoint as ckpt
+from dsdet.engine.deepspeed_internals import engine_micro_steps, partitioned_elements
 from dsdet.errors import DsdetError
 
 log = logging.getLogger("dsdet.engine")
@@ -67,22 +67,6 @@ def check_supported(ds_config: dict) -> None:
         )
 
 
-def cpu_flags() -> set[str] | None:
-    """The instruction-set flags of this machine's CPU from /proc/cpuinfo; None where it has none (not Linux)."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return None
-    return next((set(line.split(":", 1)[1].split()) for line in lines if line.startswith("flags")), None)
-
-
-def cpu_has_bf16_units() -> bool:
-    """Whether this CPU computes bf16 natively (AVX-512 BF16 or AMX); without them torch emulates bf16
-    convolutions and matrix products, much slower than fp32. True where the flags cannot be read."""
-    flags = cpu_flags()
-    return flags is None or bool({"avx512_bf16", "amx_bf16"} & flags)
-
-
 def partition_parameters(model: nn.Module, ds_config: dict) -> None:
     """Partition a built model's parameters over the ranks with `deepspeed.zero.Init`, one tensor at a time:
     rank 0's values are broadcast and each rank keeps its 1/N shard on the accelerator (or where
@@ -93,8 +77,7 @@ def partition_parameters(model: nn.Module, ds_config: dict) -> None:
     detectors initialise child layers' weights in their parents' constructors, which inside the context would
     write to already-partitioned (empty) parameters and silently keep the default initialisation."""
     deepspeed.zero.Init(module=model, config_dict_or_path=ds_config, mem_efficient_linear=False)
-    total = sum(p.ds_numel for p in model.parameters())
-    local = sum(p.ds_tensor.numel() for p in model.parameters())
+    local, total = partitioned_elements(model)
     log.info(
         "ZeRO-3: parameters partitioned before deepspeed.initialize, %d of %d elements on this rank",
         local,
@@ -111,11 +94,6 @@ class DeepSpeedStrategy:
         check_supported(ds_config)
         self.ds_config = for_device(ds_config, get_accelerator().device_name())
         self.engine: deepspeed.DeepSpeedEngine | None = None
-        if self.compute_dtype == torch.bfloat16 and self.device.type == "cpu" and not cpu_has_bf16_units():
-            log.warning(
-                "train.precision=bf16 on a CPU without AVX-512 BF16 or AMX: torch emulates its bf16 convolutions, "
-                "12-18x slower than fp32 on the benchmark machine (benchmarks/FINDINGS.md); fp32 is faster here"
-            )
 
     @property
     def zero_stage(self) -> int:
@@ -199,7 +177,7 @@ class DeepSpeedStrategy:
     @property
     def mid_accumulation(self) -> bool:
         """True between the micro-batches of one optimizer step: a checkpoint now would lose their gradients."""
-        return self.engine.micro_steps % self.engine.gradient_accumulation_steps() != 0
+        return engine_micro_steps(self.engine) % self.engine.gradient_accumulation_steps() != 0
 
     @property
     def global_step(self) -> int:

@@ -21,11 +21,10 @@ from deepspeed.checkpoint.constants import PARAM
 from torch import nn
 
 from dsdet.engine import checkpoint as ckpt
+from dsdet.engine.deepspeed_internals import MODEL_STATES, ZERO3_MODEL_STATES
 from dsdet.errors import DsdetError
 
 UNIVERSAL_TAG = "universal"
-_ZERO2_MODEL_STATES = "mp_rank_00_model_states.pt"
-_ZERO3_MODEL_STATES = "zero_pp_rank_0_mp_rank_00_model_states.pt"
 log = logging.getLogger("dsdet")
 
 
@@ -110,7 +109,7 @@ def convert(ref: ckpt.CheckpointRef) -> ckpt.CheckpointRef:
 
 def _name_model_states_for_every_stage(folder: Path) -> None:
     """DeepSpeed looks for the model states under a stage-specific name; provide both, whichever stage saved."""
-    zero2, zero3 = folder / _ZERO2_MODEL_STATES, folder / _ZERO3_MODEL_STATES
+    zero2, zero3 = folder / MODEL_STATES, folder / ZERO3_MODEL_STATES
     if not zero2.is_file():
         shutil.copyfile(zero3, zero2)
     if not zero3.is_file():
@@ -148,7 +147,7 @@ def with_universal_loading(ds_config: dict) -> dict:
 def restore_buffers(module: nn.Module, ref: ckpt.CheckpointRef) -> None:
     """Copy the saved buffers (BatchNorm statistics) into `module`: universal loading restores parameters only."""
     # Our own checkpoint, written by DeepSpeed (it pickles more than tensors), not a file handed in by a user.
-    saved = torch.load(ref.path / _ZERO2_MODEL_STATES, map_location="cpu", weights_only=False)["module"]
+    saved = torch.load(ref.path / MODEL_STATES, map_location="cpu", weights_only=False)["module"]
     with torch.no_grad():
         for name, buffer in module.named_buffers():
             if name in saved:

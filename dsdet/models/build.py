@@ -34,7 +34,7 @@ def build_model(
         )
     check_kwargs(info, kwargs)
     if roi_align not in ("sparse", "torchvision"):
-        raise DsdetError(f"model.roi_align: must be 'sparse' or 'torchvision', got {roi_align!r}")
+        raise DsdetError(f"train.cpu.roi_align: must be 'sparse' or 'torchvision', got {roi_align!r}")
     try:
         model = info.builder(num_classes, **kwargs)
     except (TypeError, ValueError) as exc:

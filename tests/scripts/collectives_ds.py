@@ -18,7 +18,7 @@ import deepspeed.comm as ds_comm
 import torch
 import torch.distributed as dist
 
-from dsdet.engine import cpu_collectives
+from dsdet.engine.cpu import collectives as cpu_collectives
 from dsdet.engine.distributed import init_distributed
 from dsdet.engine.rank_failures import name_lost_ranks
 

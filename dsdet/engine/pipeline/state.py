@@ -15,11 +15,11 @@ from deepspeed.pipe import PipelineModule
 from torch import Tensor, nn
 
 from dsdet.comm import all_gather_object
+from dsdet.engine.deepspeed_internals import PIPELINE_LAYER_GLOB
 from dsdet.engine.pipeline.build import DetectorPipeline
 from dsdet.errors import DsdetError
 
 LayerStates = dict[int, dict[str, Tensor]]
-LAYER_FILES = "layer_*-model_states.pt"
 
 
 def pipeline_state_dict(
@@ -48,12 +48,12 @@ def _merge(states: Sequence[Mapping[str, Tensor]], where: str) -> dict[str, Tens
 
 def _layer_files(checkpoint: Path) -> list[Path]:
     """The layer files of a pipeline checkpoint: `checkpoint` itself, or the tag its `latest` file names."""
-    if not any(checkpoint.glob(LAYER_FILES)) and (checkpoint / "latest").is_file():
+    if not any(checkpoint.glob(PIPELINE_LAYER_GLOB)) and (checkpoint / "latest").is_file():
         checkpoint = checkpoint / (checkpoint / "latest").read_text().strip()
-    files = sorted(checkpoint.glob(LAYER_FILES))
+    files = sorted(checkpoint.glob(PIPELINE_LAYER_GLOB))
     if not files:
         raise DsdetError(
-            f"{checkpoint} holds no pipeline layer files ({LAYER_FILES}): not a pipeline checkpoint"
+            f"{checkpoint} holds no pipeline layer files ({PIPELINE_LAYER_GLOB}): not a pipeline checkpoint"
         )
     return files
 

@@ -36,13 +36,13 @@ def retain_freed_memory() -> str:
     ok = libc.mallopt(M_MMAP_MAX, 0) == 1 and libc.mallopt(M_TRIM_THRESHOLD, _INT_MAX) == 1
     if not ok:
         return "malloc: system defaults (glibc refused mallopt)"
-    return "malloc: freed memory kept for reuse (no mmap per allocation, no heap trimming; train.cpu_malloc)"
+    return "malloc: freed memory kept for reuse (no mmap per allocation, no heap trimming; train.cpu.malloc)"
 
 
 def choose_malloc(choice: str, device_type: str) -> str:
-    """Apply `train.cpu_malloc` in this process (CPU accelerator only); returns a line saying what is in use."""
+    """Apply `train.cpu.malloc` in this process (CPU accelerator only); returns a line saying what is in use."""
     if device_type != "cpu":
         return "malloc: system defaults (GPU run)"
     if choice == "system":
-        return "malloc: system defaults (train.cpu_malloc=system)"
+        return "malloc: system defaults (train.cpu.malloc=system)"
     return retain_freed_memory()

@@ -11,15 +11,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from dsdet.engine.deepspeed_internals import SHM_SEGMENT_PREFIX
+
 SHM_DIR = Path("/dev/shm")
-SEGMENT_PREFIX = "deepspeed_allreduce_buffer_"
 # A younger segment may belong to a job that is starting right now (created, not yet mapped): never touched.
 MIN_AGE_S = 60.0
 
 
 def segment_path(master_addr: str, master_port: int, rank: int) -> Path:
     """Where DeepSpeed's CPU all-reduce keeps this user's segment of `rank` in the job at master_addr:master_port."""
-    return SHM_DIR / f"{SEGMENT_PREFIX}{os.getuid()}_{master_addr}_{master_port}_{rank}"
+    return SHM_DIR / f"{SHM_SEGMENT_PREFIX}{os.getuid()}_{master_addr}_{master_port}_{rank}"
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ def mapped_segment_paths() -> set[str]:
             continue
         for line in text.splitlines():
             fields = line.split(maxsplit=5)
-            if len(fields) == 6 and SEGMENT_PREFIX in fields[5]:
+            if len(fields) == 6 and SHM_SEGMENT_PREFIX in fields[5]:
                 mapped.add(fields[5])
     return mapped
 
@@ -49,7 +50,7 @@ def find_orphaned_segments(shm_dir: Path = SHM_DIR, min_age_s: float = MIN_AGE_S
     """This user's DeepSpeed all-reduce segments in `shm_dir` that are older than `min_age_s` and mapped by no
     process: what killed jobs left behind."""
     now, candidates = time.time(), []
-    for path in sorted(shm_dir.glob(f"{SEGMENT_PREFIX}{os.getuid()}_*")):
+    for path in sorted(shm_dir.glob(f"{SHM_SEGMENT_PREFIX}{os.getuid()}_*")):
         try:
             stat = path.stat()
         except FileNotFoundError:  # its job unlinked it meanwhile

@@ -25,6 +25,8 @@ import threading
 import torch
 import torch.distributed as dist
 
+from dsdet.engine.deepspeed_internals import comm_backend, set_comm_backend
+
 # DeepSpeed's `vector_kernel_level()`: 1 with AVX2, 2 with AVX-512BW; the dtypes each level can sum
 DTYPES_BY_LEVEL = {1: (torch.float32,), 2: (torch.float32, torch.bfloat16, torch.float16)}
 KERNEL_DTYPES = DTYPES_BY_LEVEL[2]  # every float path of the kernel
@@ -122,16 +124,12 @@ class SharedMemoryCollectives:
 
 def kernel_level() -> int:
     """DeepSpeed's vector kernel level on this CPU: 0 none, 1 AVX2 (fp32), 2 AVX-512BW (fp32, bf16, fp16)."""
-    import deepspeed.comm
-
-    return int(getattr(deepspeed.comm.comm.cdb, "shm_vector_kernel_level", 0))
+    return int(getattr(comm_backend(), "shm_vector_kernel_level", 0))
 
 
 def kernel_unavailable(world_size: int) -> str | None:
     """Why the shared-memory kernel cannot carry this job's collectives, or None when it can."""
-    import deepspeed.comm
-
-    backend = deepspeed.comm.comm.cdb
+    backend = comm_backend()
     if world_size < 2:
         return "a job of one rank"
     if os.environ.get("LOCAL_SIZE") != str(world_size):
@@ -148,21 +146,19 @@ def kernel_unavailable(world_size: int) -> str | None:
 def choose_collectives(choice: str, world_size: int) -> str:
     """Route deepspeed.comm through the shared-memory kernel when `choice` is "shared_memory" and it can carry
     this CPU job (call after init_distributed, on every rank alike); returns a line saying what is in use."""
-    import deepspeed.comm
     from deepspeed.accelerator import get_accelerator
 
-    comm = deepspeed.comm.comm
-    if isinstance(comm.cdb, SharedMemoryCollectives):  # left by an earlier run in this process
-        comm.cdb = comm.cdb.wrapped
+    if isinstance(comm_backend(), SharedMemoryCollectives):  # left by an earlier run in this process
+        set_comm_backend(comm_backend().wrapped)
     if get_accelerator().device_name() != "cpu":
         return f"collectives: {dist.get_backend()}"
     if choice == "gloo":
-        return "collectives: gloo (train.cpu_collectives=gloo)"
+        return "collectives: gloo (train.cpu.collectives=gloo)"
     reason = kernel_unavailable(world_size)
     if reason is not None:
         return f"collectives: gloo ({reason})"
     dtypes = DTYPES_BY_LEVEL[min(kernel_level(), 2)]
-    comm.cdb = SharedMemoryCollectives(comm.cdb, world_size, dtypes)
+    set_comm_backend(SharedMemoryCollectives(comm_backend(), world_size, dtypes))
     if dtypes == KERNEL_DTYPES:
         return "collectives: DeepSpeed's shared-memory kernel for whole-job float all-reduce and all-gather, gloo for the rest"
     return (
