@@ -18,7 +18,8 @@ def test_make_train(default_data_dir, tmp_path):
     proc = run(["make", "-C", str(REPO), "train", f"ARGS=train.output_dir={out}"], timeout=1800)
     for printed in ("Training finished.", "checkpoint", "exported_model", "tensorboard", "metrics_file"):
         assert printed in proc.stdout, proc.stdout[-2000:]
-    assert proc.stdout.splitlines()[-3].startswith("What to expect: the default experiment")
+    last_lines = [line for line in proc.stdout.splitlines() if not line.startswith("make")][-3:]  # not make -C's
+    assert last_lines[0].startswith("What to expect: the default experiment"), last_lines
 
     summary = json.loads((out / "summary.json").read_text())
     assert (out / "model.pt").is_file() and summary["exported_model"] == str(out / "model.pt")

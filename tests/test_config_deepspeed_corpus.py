@@ -1,0 +1,35 @@
+"""A corpus of DeepSpeed configs (tests/data/deepspeed_configs, see its README): whatever the installed DeepSpeed
+refuses, `dsdet config validate` refuses too, with one error line and no traceback. DeepSpeed's verdict is
+computed here, by DeepSpeed itself, at a stated world size (tests/deepspeed_verdict.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from dsdet.cli import main
+from tests.deepspeed_verdict import deepspeed_verdict
+
+CORPUS = Path(__file__).resolve().parent / "data" / "deepspeed_configs"
+FILES = sorted(CORPUS.glob("*.json"))
+WORLD_SIZE = 2
+
+
+def test_the_corpus_is_large_and_has_both_verdicts():
+    verdicts = [deepspeed_verdict(json.loads(path.read_text()), WORLD_SIZE) for path in FILES]
+    assert len(FILES) >= 30
+    assert sum(v is None for v in verdicts) >= 30 and sum(v is not None for v in verdicts) >= 10
+    # the corpus names what DeepSpeed refuses: refused_*.json, and only those
+    assert [p.name for p, v in zip(FILES, verdicts, strict=True) if v is not None] == [
+        p.name for p in FILES if p.name.startswith("refused_")
+    ]
+
+
+@pytest.mark.parametrize("path", [p for p in FILES if p.name.startswith("refused_")], ids=lambda p: p.stem)
+def test_what_deepspeed_refuses_dsdet_refuses_in_one_line(path, capsys):
+    assert deepspeed_verdict(json.loads(path.read_text()), WORLD_SIZE) is not None
+    assert main(["config", "validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dsdet: error: ") and "Traceback" not in err, err
