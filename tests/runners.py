@@ -48,6 +48,11 @@ def deepspeed_command(ranks: int, *target) -> list:
     return [BIN / "deepspeed", "--num_gpus", str(ranks), "--master_port", str(free_port()), *target]
 
 
+def torchrun_command(ranks: int, *target) -> list:
+    """`torchrun --nproc-per-node N --master-port <a free port> TARGET...` (one node, CPU ranks)."""
+    return [BIN / "torchrun", "--nproc-per-node", str(ranks), "--master-port", str(free_port()), *target]
+
+
 def deepspeed_train(
     args: list[str], *, ranks: int = 2, cwd: Path | None = None, check: bool = True, timeout: float = 600
 ):

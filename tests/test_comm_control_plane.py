@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.runners import BIN, REPO, free_port, run
+from tests.runners import REPO, run, torchrun_command
 
 COLLECTIVES = {
     "all_reduce",
@@ -33,19 +33,7 @@ ALLOWED = {"dsdet/comm.py", "dsdet/engine/cpu/collectives.py"}
 
 @pytest.mark.distributed
 def test_control_helpers_work_on_a_cuda_only_default_group():
-    proc = run(
-        [
-            BIN / "torchrun",
-            "--nproc-per-node",
-            "2",
-            "--master-port",
-            str(free_port()),
-            "-m",
-            "tests.scripts.control_plane",
-        ],
-        cwd=REPO,
-        timeout=300,
-    )
+    proc = run(torchrun_command(2, "-m", "tests.scripts.control_plane"), cwd=REPO, timeout=300)
     assert "rank 0: control plane ok" in proc.stdout and "rank 1: control plane ok" in proc.stdout
 
 

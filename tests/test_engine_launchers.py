@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from dsdet.engine.checkpoint import checkpoints_dir, latest_good
-from tests.runners import BIN, free_port, read_jsonl, run
+from tests.runners import free_port, read_jsonl, run, torchrun_command
 from tests.test_engine_train import small_run
 
 pytestmark = pytest.mark.distributed
@@ -41,18 +41,7 @@ def test_dsdet_train_command_is_the_same(mini_data_dir, tmp_path):
 
 def test_torchrun(mini_data_dir, tmp_path):
     out = tmp_path / "torchrun"
-    proc = run(
-        [
-            BIN / "torchrun",
-            "--nproc-per-node",
-            "2",
-            "--master-port",
-            str(free_port()),
-            "-m",
-            "dsdet.train",
-            *small_run(mini_data_dir, out, "train.max_steps=2"),
-        ]
-    )
+    proc = run(torchrun_command(2, "-m", "dsdet.train", *small_run(mini_data_dir, out, "train.max_steps=2")))
     check_trained(out)
     check_shared_memory_collectives(proc)
 

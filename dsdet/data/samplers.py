@@ -51,7 +51,7 @@ def seed_for(*parts: int) -> int:
     return int.from_bytes(digest[:8], "little") >> 1
 
 
-class TrainBatchSampler(Sampler[list[int]]):
+class TrainBatchSampler(Sampler[list[SeededIndex]]):
     """This rank's batches of an epoch; `set_epoch` reshuffles, `skip(n)` starts the next pass at batch n."""
 
     def __init__(
