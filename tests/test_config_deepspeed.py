@@ -13,7 +13,7 @@ from dsdet.config.presets import SEED_EXAMPLE
 from dsdet.config.problems import validate_model
 from dsdet.errors import DsdetError
 
-# The deepspeed_config.json of the DeepSpeed seed notes (shared/seeds/003), kept verbatim as test data.
+# The deepspeed_config.json of the DeepSpeed seed notes (document 003), kept verbatim as test data.
 SEED_CONFIG = Path(__file__).resolve().parent / "data" / "seed_deepspeed_config.json"
 
 # The shape Hugging Face's DeepSpeed integration documents, with "auto" everywhere the trainer decides.
