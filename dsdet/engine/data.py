@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from deepspeed.accelerator import get_accelerator
 from torch.utils.data import DataLoader
 
 from dsdet.config import ExperimentConfig
@@ -17,6 +16,7 @@ from dsdet.data import (
     build_transforms,
     prepare_default_dataset,
 )
+from dsdet.engine.cpu import on_cpu
 from dsdet.errors import DsdetError
 from dsdet.models.registry import model_info
 
@@ -86,7 +86,7 @@ def build_data(exp: ExperimentConfig, world_size: int, rank: int) -> DataBundle:
     """Datasets plus train/val loaders sharded over `world_size` data-parallel ranks, for `rank`."""
     train_set, val_set = build_datasets(exp, dataset_root(exp))
     batch_size = exp.train.batch_size
-    pin_memory = get_accelerator().device_name() != "cpu"  # page-locked batches copy to a GPU asynchronously
+    pin_memory = not on_cpu()  # page-locked batches copy to a GPU asynchronously
     train_loader, batch_sampler = build_train_loader(
         train_set,
         batch_size,
