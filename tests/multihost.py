@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,15 +25,15 @@ from pathlib import Path
 
 import psutil
 
+from dsdet import ports
+
 BIN = Path(sys.executable).parent
 HOSTS = ("127.0.0.2", "127.0.0.3")
 
 
 def free_port(address: str = HOSTS[0]) -> int:
-    """A TCP port free on `address` right now."""
-    with socket.socket() as sock:
-        sock.bind((address, 0))
-        return sock.getsockname()[1]
+    """A TCP port free on `address` (default: the first host), below the ephemeral range."""
+    return ports.free_port(address)
 
 
 @dataclass

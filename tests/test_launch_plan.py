@@ -23,6 +23,7 @@ from dsdet.launcher import (
     write_deepspeed_env,
 )
 from dsdet.launcher.shell_safety import check_pdsh_directory, quote_for_pdsh
+from dsdet.ports import ephemeral_port_start
 from tests.multihost import BIN, printed_command
 
 pytest_plugins = ["tests.conftest_multihost"]
@@ -113,6 +114,7 @@ def test_master_port_is_free_on_a_local_master_and_defaults_for_a_remote_one():
     assert is_local_address("127.0.0.2") and is_local_address("localhost")
     assert not is_local_address("203.0.113.9") and not is_local_address("no-such-host.invalid")
     port = pick_master_port("127.0.0.2", None)
+    assert port < ephemeral_port_start()  # no outgoing connection can take it before the master listens
     with socket.socket() as sock:
         sock.bind(("127.0.0.2", port))
         sock.listen()

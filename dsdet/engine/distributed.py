@@ -17,6 +17,7 @@ import torch.distributed as dist
 from dsdet.comm import barrier, forget_control_group
 from dsdet.engine.cpu.shared_memory import segment_path
 from dsdet.errors import DsdetError
+from dsdet.ports import free_port
 
 _TORCH_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 _MPI_VARS = ("OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MV2_COMM_WORLD_SIZE")
@@ -37,13 +38,6 @@ class DistEnv:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
-
-
-def free_port() -> int:
-    """A TCP port that is free on the loopback interface right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _int_env(name: str) -> int:

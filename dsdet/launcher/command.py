@@ -13,6 +13,7 @@ from pathlib import Path
 from dsdet.errors import DsdetError
 from dsdet.launcher.hostfile import check_host
 from dsdet.launcher.shell_safety import check_pdsh_directory, quote_for_pdsh
+from dsdet.ports import free_port, port_is_free
 
 LAUNCHERS = ("pdsh", "openmpi", "slurm", "mvapich")
 SSH_LAUNCHERS = ("pdsh", "openmpi", "mvapich")
@@ -81,13 +82,11 @@ def pick_master_port(master_addr: str, explicit: int | None) -> int:
         raise DsdetError(f"--master-port {explicit} is not a TCP port (1..65535)")
     if not is_local_address(master_addr):
         return explicit or DEFAULT_MASTER_PORT
-    family = socket.getaddrinfo(master_addr, None)[0][0]
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        try:
-            sock.bind((master_addr, explicit or 0))
-        except OSError:
-            raise DsdetError(f"--master-port {explicit} is already in use on {master_addr}") from None
-        return sock.getsockname()[1]
+    if explicit is None:
+        return free_port(master_addr)
+    if not port_is_free(master_addr, explicit):
+        raise DsdetError(f"--master-port {explicit} is already in use on {master_addr}")
+    return explicit
 
 
 def check_launcher_options(options: LaunchOptions, slots: dict[str, list[int]]) -> None:
