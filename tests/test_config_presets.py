@@ -41,16 +41,16 @@ def test_deepspeeds_parser_accepts_each_resolved_preset(name):
         exp, world_size=1, steps_per_epoch=20, num_parameters=2_000_000, must_match=False
     )
     parsed = DeepSpeedsParser(resolved, mpu=None)
-    assert parsed.zero_optimization_stage == config.zero_optimization.stage
+    assert parsed.zero_optimization_stage == config.zero_stage
     assert parsed.train_batch_size == resolved["train_batch_size"]
-    assert parsed.float16_config.enabled == (config.fp16.enabled is True)
+    assert parsed.float16_config.enabled == (config.precision == "fp16")
 
 
 def test_preset_contents():
-    assert generate_deepspeed_config(["zero3_offload"]).zero_optimization.offload_param.device == "cpu"
-    assert generate_deepspeed_config(["pipeline"]).zero_optimization.stage == 1
+    assert generate_deepspeed_config(["zero3_offload"]).offload_device("offload_param") == "cpu"
+    assert generate_deepspeed_config(["pipeline"]).zero_stage == 1
     bf16 = generate_deepspeed_config(["bf16"])
-    assert bf16.torch_autocast.enabled is True and bf16.bf16.enabled is False and bf16.fp16.enabled is False
+    assert bf16.precision == "autocast" and bf16.get("bf16.enabled") is False and bf16.get("fp16.enabled") is False
     assert generate_deepspeed_config().to_deepspeed_dict(allow_auto=True) == BASE_DEEPSPEED
 
 
@@ -119,10 +119,10 @@ def test_overlay_merges_sections_and_restarts_a_changed_type():
             "--nvme-path needs --offload-optimizer nvme or --offload-param nvme",
         ),
         (
-            {"presets": ["zero3_offload"], "zero_stage": 2},
-            "zero_optimization.offload_param needs zero_optimization.stage 3",
+            {"zero_stage": 3, "offload_param": "nvme"},
+            "zero_optimization.offload_param.nvme_path: device nvme needs nvme_path",
         ),
-        ({"micro_batch": 0}, "train_micro_batch_size_per_gpu: Input should be greater than or equal to 1"),
+        ({"micro_batch": 0}, "train_micro_batch_size_per_gpu: must be a positive integer or 'auto'"),
     ],
 )
 def test_impossible_choices_are_clear_errors(kwargs, message):

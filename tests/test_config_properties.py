@@ -15,6 +15,7 @@ from dsdet.config import (
     generate_deepspeed_config,
     resolve_deepspeed_config,
 )
+from dsdet.config.ds_parser import known_keys
 from dsdet.config.files import read_mapping
 from dsdet.config.loading import default_experiment_dict
 from dsdet.config.overrides import apply_overrides
@@ -56,7 +57,7 @@ JSON_VALUES = st.recursive(
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=10), inner, max_size=3),
     max_leaves=8,
 )
-DS_KEYS = st.sampled_from(sorted(DeepSpeedConfig.model_fields)) | st.text(max_size=20)
+DS_KEYS = st.sampled_from(sorted(known_keys()[""])) | st.text(max_size=20)
 
 DEEPSPEED_BASES = [generate_deepspeed_config([name]).to_deepspeed_dict(allow_auto=True) for name in PRESETS]
 DEEPSPEED_BASES += [HF_ZERO2_AUTO, ZERO3_NVME_OFFLOAD]

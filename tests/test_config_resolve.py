@@ -178,14 +178,6 @@ def test_without_world_size_or_dataset_size_those_values_stay_auto():
         config.to_deepspeed_dict()
 
 
-def test_resolved_values_are_validated_again():
-    with pytest.raises(ConfigError) as caught:
-        load_experiment(None, ["deepspeed.scheduler={type: OneCycle, params: {cycle_min_lr: 0.5}}"])
-    assert caught.value.problems == [
-        "deepspeed.scheduler.params: cycle_min_lr 0.5 is above cycle_max_lr 0.002"
-    ]
-
-
 @pytest.mark.parametrize(("world_size", "steps"), [(0, 10), (2, 0), (True, 10)])
 def test_bad_world_or_dataset_size_is_refused(world_size, steps):
     with pytest.raises(DsdetError, match="must be a positive integer"):
@@ -227,7 +219,7 @@ def test_for_device_picks_torchs_fused_adamw_on_cpu_unless_chosen(params, device
 
 
 def test_fused_without_torch_adam_is_refused_by_name():
-    with pytest.raises(DsdetError, match=r"optimizer\.params.*fused selects torch's Adam kernel"):
+    with pytest.raises(DsdetError, match=r"optimizer\.params\.fused: selects torch's Adam kernel"):
         load_experiment(
             None, ["deepspeed.optimizer.params.torch_adam=false", "deepspeed.optimizer.params.fused=true"]
         )

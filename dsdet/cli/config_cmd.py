@@ -166,8 +166,10 @@ def run_validate(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"dsdet: error: {exc.source}: {problem}", file=sys.stderr)
         return 2
-    kind = "experiment" if isinstance(config, ExperimentConfig) else "DeepSpeed config"
-    print(f"ok: {args.file} is a valid {kind}")
+    is_experiment = isinstance(config, ExperimentConfig)
+    for warning in (config.deepspeed if is_experiment else config).warnings:
+        print(f"dsdet: warning: {args.file}: {warning}", file=sys.stderr)
+    print(f"ok: {args.file} is a valid {'experiment' if is_experiment else 'DeepSpeed config'}")
     return 0
 
 

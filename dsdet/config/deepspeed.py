@@ -1,143 +1,120 @@
-"""The DeepSpeed config as one model: DeepSpeed's own key names, cross-field rules, and the JSON it reads."""
+"""The DeepSpeed config: the user's JSON dict, validated by the installed DeepSpeed's own parser plus dsdet's rules.
+
+dsdet models only what it reasons about itself (the batch sizes, "auto"); every other key, alias, deprecation
+and default is DeepSpeed's (dsdet.config.ds_parser). The facts dsdet needs (ZeRO stage, offload, precision,
+optimizer) are read from DeepSpeed's parsed config, so legacy spellings count like their current names.
+"""
 
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, PrivateAttr, RootModel, model_validator
 from pydantic_core import PydanticCustomError
 
-from dsdet.config.base import AUTO, Auto, Float, Int, StrictModel
-from dsdet.config.ds_optim import ZERO_UNTESTED_OPTIMIZERS, OptimizerConfig, SchedulerConfig
-from dsdet.config.ds_sections import (
-    ActivationCheckpointingConfig,
-    BF16Config,
-    CheckpointConfig,
-    FP16Config,
-    MonitorConfig,
-    PipelineConfig,
-    TorchAutocastConfig,
-)
-from dsdet.config.ds_zero import ZeroConfig
+from dsdet.config import ds_rules
+from dsdet.config.base import AUTO
+from dsdet.config.ds_parser import BATCH_KEYS, DeepSpeedRefusal, offload_device, parse
+from dsdet.config.ds_schema import deepspeed_json_schema
 from dsdet.errors import DsdetError
 
-BatchSize = Annotated[Int, Field(ge=1)] | Auto | None
 # "auto" values that DeepSpeed resolves itself; dsdet leaves them in the emitted JSON.
 DEEPSPEED_NATIVE_AUTO = frozenset({"pipeline.stages"})
 
 
-class DeepSpeedConfig(StrictModel):
-    """A DeepSpeed JSON config; fields not set stay out of the emitted JSON, so DeepSpeed's defaults apply."""
+class DeepSpeedConfig(RootModel[dict[str, Any]]):
+    """A DeepSpeed JSON config, as DeepSpeed reads it; keys not set stay out of the emitted JSON."""
 
-    train_batch_size: BatchSize = Field(
-        None,
-        description="Samples per optimizer step over all ranks: micro batch x accumulation x data-parallel size.",
-    )
-    train_micro_batch_size_per_gpu: BatchSize = Field(None, description="Samples per rank per forward pass.")
-    gradient_accumulation_steps: BatchSize = Field(None, description="Micro batches per optimizer step.")
-    optimizer: OptimizerConfig | None = Field(
-        None, description="The optimizer DeepSpeed builds (null = none)."
-    )
-    scheduler: SchedulerConfig | None = Field(None, description="The learning-rate scheduler (null = none).")
-    fp16: FP16Config = Field(default_factory=FP16Config, description="fp16 mixed precision.")
-    bf16: BF16Config = Field(default_factory=BF16Config, description="bf16 weights and optimizer.")
-    torch_autocast: TorchAutocastConfig = Field(
-        default_factory=TorchAutocastConfig, description="torch.autocast mixed precision, fp32 master weights."
-    )
-    zero_optimization: ZeroConfig = Field(
-        default_factory=ZeroConfig, description="ZeRO partitioning and offload."
-    )
-    activation_checkpointing: ActivationCheckpointingConfig = Field(
-        default_factory=ActivationCheckpointingConfig, description="Activation checkpointing."
-    )
-    gradient_clipping: Annotated[Float, Field(ge=0)] | Auto = Field(
-        1.0,
-        description="Clip the global gradient norm to this (0 = off); 'auto' takes train.gradient_clipping.",
-    )
-    pipeline: PipelineConfig = Field(default_factory=PipelineConfig, description="Pipeline parallelism.")
-    tensorboard: MonitorConfig = Field(
-        default_factory=MonitorConfig, description="DeepSpeed's TensorBoard monitor."
-    )
-    csv_monitor: MonitorConfig = Field(default_factory=MonitorConfig, description="DeepSpeed's CSV monitor.")
-    steps_per_print: Annotated[Int, Field(ge=1)] | None = Field(None, description="Log every N steps.")
-    wall_clock_breakdown: bool = Field(False, description="Time forward, backward and step separately.")
-    communication_data_type: Literal["fp32", "fp16", "bf16"] | None = Field(
-        None, description="Data type of gradient communication (null = the training precision)."
-    )
-    prescale_gradients: bool = Field(False, description="Scale gradients before the all-reduce.")
-    gradient_predivide_factor: Annotated[Float, Field(gt=0)] = Field(
-        1.0, description="Divide gradients by this before the all-reduce and the rest after."
-    )
-    checkpoint: CheckpointConfig = Field(
-        default_factory=CheckpointConfig, description="Checkpoint behaviour."
-    )
-    zero_allow_untested_optimizer: bool = Field(
-        False, description="Allow ZeRO with optimizers DeepSpeed has not tested (Lamb, SGD)."
-    )
+    model_config = ConfigDict(json_schema_extra=deepspeed_json_schema)
+    _parsed: Any = PrivateAttr(None)
+    _warnings: list[str] = PrivateAttr(default_factory=list)
 
     @model_validator(mode="after")
-    def _cross_field_rules(self) -> DeepSpeedConfig:
-        problems = self.rule_problems()
-        if problems:
+    def _deepspeed_accepts(self) -> DeepSpeedConfig:
+        findings = ds_rules.Findings(problems=_batch_type_problems(self.root))
+        reads: set[tuple[str, str]] = set()
+        try:
+            self._parsed = parse(self.root, findings.warnings, reads)
+        except DeepSpeedRefusal as refusal:
+            findings.problems += refusal.problems
+        ds_rules.check_unknown_keys(self.root, reads, findings)
+        if self._parsed is not None:
+            stage = self.zero_stage
+            ds_rules.check_optimizer(self.root, stage, findings)
+            ds_rules.check_pipeline(self.root, stage, findings)
+            ds_rules.check_offload(self._parsed, findings)
+        ds_rules.check_scheduler(self.root, findings)
+        if not findings.problems:
+            batch = _batch_problem(*(self.root.get(key) for key in BATCH_KEYS))
+            findings.problems += [batch] if batch else []
+        if findings.problems:
             raise PydanticCustomError(
-                "cross_field", "{summary}", {"summary": "; ".join(problems), "problems": problems}
+                "cross_field",
+                "{summary}",
+                {"summary": "; ".join(findings.problems), "problems": findings.problems},
             )
+        self._warnings = list(dict.fromkeys(findings.warnings))
         return self
 
-    def rule_problems(self) -> list[str]:
-        """Every broken rule that involves more than one field, each naming the fields."""
-        zero = self.zero_optimization
-        problems = []
-        if zero.offload_param is not None and zero.offload_param.active and zero.stage != 3:
-            problems.append(
-                f"zero_optimization.offload_param needs zero_optimization.stage 3 (got stage {zero.stage})"
-            )
-        if zero.offload_optimizer is not None:
-            if zero.offload_optimizer.active and zero.stage == 0:
-                problems.append(
-                    "zero_optimization.offload_optimizer needs zero_optimization.stage 1, 2 or 3 (got stage 0)"
-                )
-            if zero.offload_optimizer.ratio < 1 and zero.stage != 3:
-                problems.append(
-                    f"zero_optimization.offload_optimizer.ratio below 1 needs zero_optimization.stage 3 (got stage {zero.stage})"
-                )
-        if self.fp16.enabled is True and self.bf16.enabled is True:
-            problems.append("fp16.enabled and bf16.enabled are both true; enable at most one")
-        if self.torch_autocast.enabled is True and (self.fp16.enabled is True or self.bf16.enabled is True):
-            problems.append("torch_autocast.enabled cannot be combined with fp16.enabled or bf16.enabled")
-        if isinstance(self.pipeline.stages, int) and self.pipeline.stages > 1 and zero.stage >= 2:
-            problems.append(
-                f"pipeline.stages {self.pipeline.stages} needs zero_optimization.stage 0 or 1 "
-                f"(DeepSpeed's pipeline engine does not support ZeRO stage {zero.stage})"
-            )
-        checkpointing = self.activation_checkpointing
-        if checkpointing.cpu_checkpointing and not checkpointing.partition_activations:
-            problems.append(
-                "activation_checkpointing.cpu_checkpointing needs activation_checkpointing.partition_activations"
-            )
-        optimizer_type = self.optimizer.type.lower() if self.optimizer is not None else ""
-        if (
-            optimizer_type in ZERO_UNTESTED_OPTIMIZERS
-            and zero.stage >= 1
-            and not self.zero_allow_untested_optimizer
-        ):
-            problems.append(
-                f"optimizer.type {self.optimizer.type} under zero_optimization.stage {zero.stage} "
-                "needs zero_allow_untested_optimizer: true"
-            )
-        batch = _batch_problem(
-            self.train_batch_size, self.train_micro_batch_size_per_gpu, self.gradient_accumulation_steps
-        )
-        return problems + ([batch] if batch else [])
+    @property
+    def warnings(self) -> list[str]:
+        """Settings DeepSpeed accepts but ignores, and legacy keys with their current names (one line each)."""
+        return self._warnings
+
+    def get(self, path: str, default: Any = None) -> Any:
+        """The value at dotted `path` as written (may be "auto"), or `default`."""
+        node: Any = self.root
+        for key in path.split("."):
+            if not isinstance(node, dict) or key not in node:
+                return default
+            node = node[key]
+        return node
+
+    @property
+    def zero_stage(self) -> int:
+        """The ZeRO stage DeepSpeed runs (legacy spellings included; "auto" counts as DeepSpeed's default)."""
+        return int(self._parsed.zero_optimization_stage)
+
+    def offload_device(self, block: str) -> str:
+        """Where `block` ("offload_optimizer" or "offload_param") sends its data at this ZeRO stage: none, cpu
+        or nvme (parameters move only at stage 3, optimizer states from stage 1)."""
+        lowest = 3 if block == "offload_param" else 1
+        return offload_device(self._parsed.zero_config, block) if self.zero_stage >= lowest else "none"
+
+    def nvme_path(self, block: str) -> str | None:
+        """The NVMe directory of `block` when it offloads to nvme."""
+        config = getattr(self._parsed.zero_config, block)
+        path = getattr(config, "nvme_path", None)
+        return str(path) if path is not None else None
+
+    @property
+    def precision(self) -> str:
+        """"fp16", "bf16" (DeepSpeed's bf16 mode), "autocast" (torch.autocast), "auto" or "fp32"."""
+        if self._parsed.float16_config.enabled:
+            return "fp16"
+        if self._parsed.bfloat16_config.enabled:
+            return "bf16"
+        if self._parsed.torch_autocast_enabled:
+            return "autocast"
+        if AUTO in (self.get("fp16.enabled"), self.get("bf16.enabled"), self.get("torch_autocast.enabled")):
+            return "auto"
+        return "fp32"
+
+    @property
+    def fp16_loss_scale(self) -> float:
+        """fp16's static loss scale (0: dynamic)."""
+        return float(self._parsed.float16_config.loss_scale)
+
+    @property
+    def optimizer_type(self) -> str | None:
+        """The optimizer's `type` as written, or None when the config brings no optimizer."""
+        value = self.get("optimizer.type")
+        return value if isinstance(value, str) else None
 
     def batch_sizes(self, world_size: int) -> tuple[int, int, int]:
         """(train_batch_size, micro batch, accumulation) as DeepSpeed derives them; DsdetError if they cannot agree."""
-        values = (
-            self.train_batch_size,
-            self.train_micro_batch_size_per_gpu,
-            self.gradient_accumulation_steps,
-        )
+        values = tuple(self.root.get(key) for key in BATCH_KEYS)
         if AUTO in values:
             raise DsdetError("the batch sizes are still 'auto'; resolve the config with an experiment first")
         problem = _batch_problem(*values, world_size=world_size)
@@ -146,8 +123,8 @@ class DeepSpeedConfig(StrictModel):
         return _derive_batch(*values, world_size)
 
     def to_deepspeed_dict(self, *, allow_auto: bool = False) -> dict[str, Any]:
-        """The JSON dict DeepSpeed reads: only keys that were set; unresolved 'auto' is an error unless allowed."""
-        data = {k: v for k, v in self.model_dump(mode="json", exclude_unset=True).items() if v is not None}
+        """The JSON dict DeepSpeed reads; unresolved 'auto' is an error unless allowed."""
+        data = {k: v for k, v in self.model_dump(mode="json").items() if v is not None}
         unresolved = [] if allow_auto else auto_paths(data)
         if unresolved:
             raise DsdetError(
@@ -163,6 +140,18 @@ def auto_paths(data: Any, prefix: str = "") -> list[str]:
         return [p for key, value in data.items() for p in auto_paths(value, f"{prefix}{key}.")]
     path = prefix.rstrip(".")
     return [path] if data == AUTO and path not in DEEPSPEED_NATIVE_AUTO else []
+
+
+def _batch_type_problems(data: dict[str, Any]) -> list[str]:
+    """The batch sizes are dsdet's to check: positive integers or "auto"."""
+    problems = []
+    for key in BATCH_KEYS:
+        value = data.get(key)
+        if value is None or value == AUTO:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            problems.append(f"{key}: must be a positive integer or 'auto' (got {value!r})")
+    return problems
 
 
 def _derive_batch(

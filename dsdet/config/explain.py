@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dsdet.config.deepspeed import DeepSpeedConfig
-from dsdet.config.ds_zero import OffloadOptimizerConfig, OffloadParamConfig
 from dsdet.config.memory import estimate_for_config
 from dsdet.errors import DsdetError
 
@@ -17,60 +16,53 @@ ZERO_PARTITIONS = {
 
 def describe(config: DeepSpeedConfig, *, world_size: int = 1, num_parameters: int | None = None) -> list[str]:
     """One line per aspect of `config` on `world_size` ranks, then the model-state memory per rank."""
-    zero = config.zero_optimization
+    stage = config.zero_stage
     lines = [
         f"precision: {_precision(config)}",
-        f"ZeRO stage {zero.stage}: partitions {ZERO_PARTITIONS[zero.stage]} across {world_size} data-parallel rank(s)",
-        f"offload: {_offload(zero.offload_optimizer, zero.offload_param)}",
+        f"ZeRO stage {stage}: partitions {ZERO_PARTITIONS[stage]} across {world_size} data-parallel rank(s)",
+        f"offload: {_offload(config)}",
         f"batch: {_batch(config, world_size)}",
-        f"optimizer: {_typed(config.optimizer) or 'none in the config (the training code brings one)'}",
-        f"scheduler: {_typed(config.scheduler) or 'none (constant learning rate)'}",
-        f"gradient clipping: {config.gradient_clipping or 'off'}",
+        f"optimizer: {_typed(config.get('optimizer')) or 'none in the config (the training code brings one)'}",
+        f"scheduler: {_typed(config.get('scheduler')) or 'none (constant learning rate)'}",
+        f"gradient clipping: {config.get('gradient_clipping') or 'off'}",
     ]
-    checkpointing = config.activation_checkpointing
-    if checkpointing.partition_activations:
-        lines.append(
-            f"activation checkpointing: partitioned{', on CPU' if checkpointing.cpu_checkpointing else ''}"
-        )
-    if "pipeline" in config.model_fields_set:
-        lines.append(f"pipeline: stages {config.pipeline.stages}, partition by {config.pipeline.partition}")
+    if config.get("activation_checkpointing.partition_activations"):
+        on_cpu = ", on CPU" if config.get("activation_checkpointing.cpu_checkpointing") else ""
+        lines.append(f"activation checkpointing: partitioned{on_cpu}")
+    if isinstance(config.get("pipeline"), dict):
+        stages, partition = config.get("pipeline.stages", "auto"), config.get("pipeline.partition", "parameters")
+        lines.append(f"pipeline: stages {stages}, partition by {partition}")
     if num_parameters is not None:
         lines.append(_memory(config, num_parameters, world_size))
     return lines
 
 
 def _precision(config: DeepSpeedConfig) -> str:
-    if config.fp16.enabled is True:
-        scale = (
-            "dynamic loss scaling"
-            if config.fp16.loss_scale == 0
-            else f"static loss scale {config.fp16.loss_scale}"
-        )
+    precision = config.precision
+    if precision == "fp16":
+        loss_scale = config.fp16_loss_scale
+        scale = "dynamic loss scaling" if loss_scale == 0 else f"static loss scale {loss_scale:g}"
         return f"fp16 mixed precision, {scale}"
-    if config.bf16.enabled is True:
+    if precision == "bf16":
         return "bf16 weights and optimizer (DeepSpeed bf16)"
-    if config.torch_autocast.enabled is True:
-        return f"{config.torch_autocast.dtype} autocast, fp32 master weights"
-    if "auto" in (config.fp16.enabled, config.bf16.enabled, config.torch_autocast.enabled):
+    if precision == "autocast":
+        return f"{config.get('torch_autocast.dtype', 'bfloat16')} autocast, fp32 master weights"
+    if precision == "auto":
         return "auto (follows train.precision of the experiment)"
     return "fp32"
 
 
-def _offload(optimizer: OffloadOptimizerConfig | None, param: OffloadParamConfig | None) -> str:
-    parts = [
-        f"{what} -> {block.device}" + (f" at {block.nvme_path}" if block.device == "nvme" else "")
-        for what, block in (("optimizer states and step", optimizer), ("parameters", param))
-        if block is not None and block.active
-    ]
+def _offload(config: DeepSpeedConfig) -> str:
+    parts = []
+    for what, block in (("optimizer states and step", "offload_optimizer"), ("parameters", "offload_param")):
+        device = config.offload_device(block)
+        if device != "none":
+            parts.append(f"{what} -> {device}" + (f" at {config.nvme_path(block)}" if device == "nvme" else ""))
     return "; ".join(parts) or "none"
 
 
 def _batch(config: DeepSpeedConfig, world_size: int) -> str:
-    values = (
-        config.train_batch_size,
-        config.train_micro_batch_size_per_gpu,
-        config.gradient_accumulation_steps,
-    )
+    values = [config.get(key) for key in ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps")]
     if "auto" in values:
         return "auto: micro batch <- train.batch_size, accumulation <- train.grad_accum_steps, x ranks"
     try:
@@ -81,10 +73,10 @@ def _batch(config: DeepSpeedConfig, world_size: int) -> str:
 
 
 def _typed(section: object) -> str:
-    if section is None:
+    if not isinstance(section, dict):
         return ""
-    params = section.params.model_dump(mode="json", exclude_unset=True)
-    return f"{section.type} " + ", ".join(f"{key}={value}" for key, value in params.items())
+    params = section.get("params") if isinstance(section.get("params"), dict) else {}
+    return f"{section.get('type')} " + ", ".join(f"{key}={value}" for key, value in params.items())
 
 
 def _memory(config: DeepSpeedConfig, num_parameters: int, world_size: int) -> str:
@@ -97,7 +89,7 @@ def _memory(config: DeepSpeedConfig, num_parameters: int, world_size: int) -> st
     ]
     offloaded = f"; offloaded {_size(estimate.offloaded)}" if estimate.offloaded else ""
     assumed = (
-        " (precision 'auto' counted as fp32)" if "auto" in (config.fp16.enabled, config.bf16.enabled) else ""
+        " (precision 'auto' counted as fp32)" if config.precision == "auto" else ""
     )
     return f"model states per rank ({num_parameters:,} parameters{assumed}): {', '.join(parts)}{offloaded}"
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from dsdet.config.deepspeed import DeepSpeedConfig
-from dsdet.config.ds_optim import ZERO_UNTESTED_OPTIMIZERS
+from dsdet.config.ds_rules import zero_tested_optimizer
 from dsdet.config.presets import (
     BASE_DEEPSPEED,
     OPTIMIZER_TEMPLATES,
@@ -58,8 +58,8 @@ def generate_deepspeed_config(
             zero_stage, offload_optimizer, offload_param, nvme_path, lr, micro_batch, grad_accum
         ),
     )
-    chosen = str(data.get("optimizer", {}).get("type", "")).lower()
-    if chosen in ZERO_UNTESTED_OPTIMIZERS and data.get("zero_optimization", {}).get("stage", 0) >= 1:
+    chosen = str(data.get("optimizer", {}).get("type", ""))
+    if chosen and not zero_tested_optimizer(chosen) and data.get("zero_optimization", {}).get("stage", 0) >= 1:
         data["zero_allow_untested_optimizer"] = True
     return validate_model(DeepSpeedConfig, data, "generated config")
 

@@ -74,13 +74,12 @@ def estimate_memory(
 
 def estimate_for_config(config: DeepSpeedConfig, num_parameters: int, world_size: int) -> MemoryEstimate:
     """estimate_memory with the stage, precision, optimizer and offload of a DeepSpeed config."""
-    zero = config.zero_optimization
     return estimate_memory(
         num_parameters,
         world_size=world_size,
-        zero_stage=zero.stage,
-        mixed_precision=config.fp16.enabled is True or config.bf16.enabled is True,
-        optimizer=config.optimizer.type if config.optimizer is not None else "adam",
-        offload_optimizer=zero.offload_optimizer is not None and zero.offload_optimizer.active,
-        offload_param=zero.offload_param is not None and zero.offload_param.active,
+        zero_stage=config.zero_stage,
+        mixed_precision=config.precision in ("fp16", "bf16"),
+        optimizer=config.optimizer_type or "adam",
+        offload_optimizer=config.offload_device("offload_optimizer") != "none",
+        offload_param=config.offload_device("offload_param") != "none",
     )

@@ -34,12 +34,12 @@ OPTIMIZER_TEMPLATES: dict[str, dict[str, Any]] = {
 SCHEDULER_TEMPLATES: dict[str, dict[str, Any]] = {
     "WarmupLR": {
         "type": "WarmupLR",
-        "params": {"warmup_min_lr": 0, "warmup_max_lr": "auto", "warmup_num_steps": "auto"},
+        "params": {"warmup_min_lr": 0.0, "warmup_max_lr": "auto", "warmup_num_steps": "auto"},
     },
     "WarmupDecayLR": {
         "type": "WarmupDecayLR",
         "params": {
-            "warmup_min_lr": 0,
+            "warmup_min_lr": 0.0,
             "warmup_max_lr": "auto",
             "warmup_num_steps": "auto",
             "total_num_steps": "auto",
@@ -179,7 +179,7 @@ PRESETS: dict[str, Preset] = {
             {
                 "fp16": {
                     "enabled": True,
-                    "loss_scale": 0,
+                    "loss_scale": 0.0,
                     "initial_scale_power": 16,
                     "loss_scale_window": 1000,
                     "hysteresis": 2,

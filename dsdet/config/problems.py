@@ -14,6 +14,7 @@ from dsdet.config.base import TagBy
 from dsdet.errors import DsdetError
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+_LEADING_PATH = re.compile(r"^([\w.\[\]-]+): (.*)$")
 
 
 class ConfigError(DsdetError):
@@ -70,6 +71,11 @@ def validation_problems(exc: ValidationError, model: type[BaseModel], at: str = 
         if moved:
             grouped.setdefault(path, []).append(f"key {error['loc'][-1]!r} moved to {moved}")
             continue
+        if error["type"] == "cross_field":  # "inner.path: message" lines from a model's own checks
+            for problem in error["ctx"]["problems"]:
+                inner, message = split_path(problem)
+                grouped.setdefault(".".join(p for p in (path, inner) if p), []).append(message)
+            continue
         if error["type"] == "literal_error" and error["ctx"].get("expected") == "'auto'":
             auto_allowed.add(path)
             continue
@@ -93,8 +99,6 @@ def _messages(error: dict[str, Any], owner: Any) -> list[str]:
         return [f"unknown key {key!r}{did_you_mean(key, _field_names(owner))}"]
     if kind == "missing":
         return [f"missing required key {error['loc'][-1]!r}"]
-    if kind == "cross_field":
-        return list(error["ctx"]["problems"])
     if kind == "unknown_tag" and isinstance(owner, TagBy):
         given = value.get(owner.key) if isinstance(value, dict) else None
         if not isinstance(given, str):
@@ -108,6 +112,12 @@ def _messages(error: dict[str, Any], owner: Any) -> list[str]:
     choices = re.findall(r"'([^']*)'", error["ctx"]["expected"]) if kind == "literal_error" else []
     hint = did_you_mean(value, choices) if isinstance(value, str) and len(choices) > 1 else ""
     return [f"{message} (got {show_value(value)}){hint}"]
+
+
+def split_path(problem: str) -> tuple[str, str]:
+    """("a.b", "message") of a "a.b: message" line; ("", line) when it names no key."""
+    match = _LEADING_PATH.match(problem)
+    return (match[1], match[2]) if match else ("", problem)
 
 
 def show_value(value: Any) -> str:

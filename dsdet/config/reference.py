@@ -14,8 +14,9 @@ from typing import Any, get_args, get_origin
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from dsdet.config.ds_reference import deepspeed_markdown
 from dsdet.config.experiment import ExperimentConfig
-from dsdet.config.presets import SCHEDULER_TEMPLATES, typed_template
+from dsdet.config.presets import SCHEDULER_TEMPLATES
 from dsdet.config.problems import ConfigError, _unwrap, validate_model
 from dsdet.config.resolve import resolve_deepspeed_config
 
@@ -49,16 +50,6 @@ same schema as JSON Schema for editors, and `dsdet config validate FILE` checks 
   every scheduler type, and lists the keys that changed.
 """
 
-DEEPSPEED_INTRO = """The `deepspeed` section is a DeepSpeed JSON config, with DeepSpeed's own key names, laid over dsdet's base
-(`dsdet config generate` prints the base). A default marked *(unset)* is DeepSpeed's own default: the key
-stays out of the emitted JSON unless you set it. The other defaults come from the base and are always
-emitted. `auto` is filled from the experiment at launch (the settings it comes from are named); the ZeRO
-bucket sizes come from the model's parameter count and `train_batch_size` from the number of ranks.
-Changing `optimizer.type` or `scheduler.type` starts from that type's template, whose values are the
-defaults in that type's table.
-"""
-
-
 def reference_markdown() -> str:
     """docs/configuration.md: one table per config section, one row per key."""
     defaults = ExperimentConfig().model_dump(mode="json")
@@ -70,10 +61,10 @@ def reference_markdown() -> str:
     parts = [HEADER]
     for name, field in ExperimentConfig.model_fields.items():
         parts.append(f"## `{name}`\n\n{field.description}\n")
-        deepspeed = name == "deepspeed"
-        if deepspeed:
-            parts.append(DEEPSPEED_INTRO)
-        walker = _Walker(emitted, filled_from, deepspeed=deepspeed)
+        if name == "deepspeed":
+            parts.extend(deepspeed_markdown(filled_from))
+            continue
+        walker = _Walker(emitted)
         walker.section(_unwrap(field.annotation)[0], name, defaults[name], heading="")
         parts.extend(walker.tables)
     return "\n".join(parts)
@@ -82,10 +73,8 @@ def reference_markdown() -> str:
 class _Walker:
     """Collects the Markdown tables of one top-level section, each nested section after its parent."""
 
-    def __init__(self, emitted: dict[str, list[str]], filled_from: dict[str, list[str]], *, deepspeed: bool):
+    def __init__(self, emitted: dict[str, list[str]]):
         self.emitted = emitted
-        self.filled_from = filled_from
-        self.deepspeed = deepspeed
         self.tables: list[str] = []
 
     def section(
@@ -108,62 +97,28 @@ class _Walker:
             members = [(member, tag) for member, tag in members if tag is not None]
             if get_origin(inner) is list:  # a list of tagged sections (data.augment)
                 members = _unwrap(get_args(inner)[0])[2]
-                row = self._row(model, name, key, defaults.get(name, _default(field)), True)
+                row = self._row(model, name, key, defaults.get(name, _default(field)))
                 row[2] = f"items with `name`: {', '.join(tag for _, tag in members)}"
                 rows.append(row)
                 nested += [(m, f"{key}[]", {}, f" with `name: {tag}`", "name") for m, tag in members]
-            elif members:  # one of several tagged sections (optimizer, scheduler)
-                tag_key, chosen = _tag_key(members[0][0]), defaults.get(name)
-                rows.append(self._tag_row(key, tag_key, [tag for _, tag in members], chosen, field))
-                for member, tag in members:
-                    member_defaults = _member_defaults(name, tag, chosen)
-                    nested.append((member, key, member_defaults, f" with `{tag_key}: {tag}`", tag_key))
             elif isinstance(inner, type) and issubclass(inner, BaseModel):
                 nested.append((inner, key, defaults.get(name) or {}, qualifier, ""))
             else:
-                found = name in defaults
-                rows.append(self._row(model, name, key, defaults[name] if found else _default(field), found))
+                rows.append(self._row(model, name, key, defaults[name] if name in defaults else _default(field)))
         if rows:
             self.tables.append(_table(heading, (model.__doc__ or "").strip(), rows))
         for member, key, member_defaults, member_qualifier, member_skip in nested:
             heading = f"`{key}`{member_qualifier}"
             self.section(member, key, member_defaults, heading, member_qualifier, member_skip)
 
-    def _row(self, model: type[BaseModel], name: str, key: str, value: Any, found: bool) -> list[str]:
+    def _row(self, model: type[BaseModel], name: str, key: str, value: Any) -> list[str]:
         schema = _schema(model)
         node = schema["properties"][name]
         types, allowed = _describe(node, schema.get("$defs", {}))
         default = "required" if value is _REQUIRED else _show(value)
-        if self.deepspeed:
-            ds_key = key.removeprefix("deepspeed.")
-            if not found and value is not _REQUIRED:
-                default += " *(unset)*"
-            if value == "auto" and ds_key in self.filled_from:
-                default += " from " + ", ".join(f"`{s}`" for s in self.filled_from[ds_key])
-            emits = f"`{ds_key}`"
-        else:
-            emits = ", ".join(f"`{k}`" for k in self.emitted.get(key, [])) or "-"
+        emits = ", ".join(f"`{k}`" for k in self.emitted.get(key, [])) or "-"
         description = node.get("description", "")
         return [f"`{key}`", " or ".join(types), "; ".join(allowed), default, description, emits]
-
-    def _tag_row(self, key: str, tag_key: str, tags: list[str], chosen: Any, field: FieldInfo) -> list[str]:
-        chosen_tag = chosen.get(tag_key) if isinstance(chosen, dict) else None
-        default = _show(chosen_tag) if chosen_tag else "`null` *(unset)*"
-        ds_key = f"`{key.removeprefix('deepspeed.')}.{tag_key}`" if self.deepspeed else "-"
-        allowed = f"one of {', '.join(tags)}"
-        return [f"`{key}.{tag_key}`", "string, or null for none", allowed, default, field.description, ds_key]
-
-
-def _tag_key(model: type[BaseModel]) -> str:
-    """The key that tells a tagged section's members apart: `type` (optimizer, scheduler) or `name` (augment)."""
-    return "type" if "type" in model.model_fields else "name"
-
-
-def _member_defaults(section: str, tag: str, chosen: Any) -> dict:
-    """What a tagged DeepSpeed section starts from: the base's own, or the template of another type."""
-    if isinstance(chosen, dict) and str(chosen.get("type", "")).lower() == tag.lower():
-        return chosen
-    return typed_template(section, tag) or {}
 
 
 def _default(field: FieldInfo) -> Any:

@@ -8,6 +8,7 @@ from typing import Any
 
 from dsdet.config.base import AUTO
 from dsdet.config.deepspeed import DeepSpeedConfig
+from dsdet.config.ds_rules import scheduler_parameters
 from dsdet.config.experiment import ExperimentConfig
 from dsdet.config.problems import ConfigError, show_value, validate_model
 from dsdet.errors import DsdetError
@@ -184,11 +185,13 @@ def _experiment_targets(
     targets += [
         _Target(("zero_optimization", key), size, None) for key, size in bucket_sizes(num_parameters).items()
     ]
-    if ds.optimizer is not None:
+    if ds.optimizer_type is not None:
         decided = {"lr": (train.lr, "train.lr"), "weight_decay": (train.weight_decay, "train.weight_decay")}
         defaults = {"betas": [0.9, 0.999], "eps": 1e-8}
-        targets += _param_targets("optimizer", type(ds.optimizer.params).model_fields, decided, defaults)
-    if ds.scheduler is not None:
+        targets += _param_targets("optimizer", None, decided, defaults)
+    scheduler_type = ds.get("scheduler.type")
+    parameters = scheduler_parameters(scheduler_type) if isinstance(scheduler_type, str) else None
+    if parameters is not None:
         decided = {"warmup_max_lr": (train.lr, "train.lr"), "cycle_max_lr": (train.lr, "train.lr")}
         decided["lr_range_test_min_lr"] = (train.lr, "train.lr")
         if steps_per_epoch is not None:
@@ -196,17 +199,17 @@ def _experiment_targets(
             warmup = (warmup_steps(exp, total), f"train.warmup_ratio x {total} steps")
             decided |= {"total_num_steps": (total, "train.epochs/max_steps"), "warmup_num_steps": warmup}
             decided["cycle_first_step_size"] = warmup
-        targets += _param_targets(
-            "scheduler", type(ds.scheduler.params).model_fields, decided, {"warmup_min_lr": 0.0}
-        )
+        targets += _param_targets("scheduler", parameters, decided, {"warmup_min_lr": 0.0})
     return targets
 
 
 def _param_targets(
-    section: str, fields: dict[str, Any], decided: dict[str, tuple[Any, str]], defaults: dict[str, Any]
+    section: str, takes: Any, decided: dict[str, tuple[Any, str]], defaults: dict[str, Any]
 ) -> list[_Target]:
-    targets = [_Target((section, "params", k), v, src) for k, (v, src) in decided.items() if k in fields]
-    return targets + [_Target((section, "params", k), v, None) for k, v in defaults.items() if k in fields]
+    """Targets for `section`.params; `takes` (the argument names of a scheduler) limits them, None: any."""
+    wanted = (lambda key: True) if takes is None else (lambda key: key in takes)
+    targets = [_Target((section, "params", k), v, src) for k, (v, src) in decided.items() if wanted(k)]
+    return targets + [_Target((section, "params", k), v, None) for k, v in defaults.items() if wanted(k)]
 
 
 def _fill(data: dict[str, Any], targets: list[_Target], must_match: bool) -> list[str]:

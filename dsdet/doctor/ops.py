@@ -23,20 +23,15 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 def needed_ops(exp: ExperimentConfig, device: str) -> dict[str, str]:
     """Op name -> why the experiment's run loads it on this accelerator."""
     ds = exp.deepspeed
-    zero = ds.zero_optimization
-    offload = {
-        block.device
-        for block in (zero.offload_optimizer, zero.offload_param)
-        if block is not None and block.active
-    }
+    offload = {ds.offload_device("offload_optimizer"), ds.offload_device("offload_param")} - {"none"}
     needed = {}
-    kind = ds.optimizer.type.lower() if ds.optimizer is not None else ""
+    kind = (ds.optimizer_type or "").lower()
     optimizer = for_device(ds.to_deepspeed_dict(allow_auto=True), device).get("optimizer") or {}
     if kind in ("adam", "adamw") and not optimizer.get("params", {}).get("torch_adam", False):
-        if zero.offload_optimizer is not None and zero.offload_optimizer.active:
-            needed["cpu_adam"] = f"{ds.optimizer.type} with the optimizer offloaded"
+        if ds.offload_device("offload_optimizer") != "none":
+            needed["cpu_adam"] = f"{ds.optimizer_type} with the optimizer offloaded"
         else:
-            needed["fused_adam"] = f"{ds.optimizer.type} on {device}"
+            needed["fused_adam"] = f"{ds.optimizer_type} on {device}"
     elif kind == "lamb":
         needed["fused_lamb"] = "the Lamb optimizer"
     if "nvme" in offload:

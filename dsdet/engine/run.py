@@ -61,6 +61,9 @@ def train(exp: ExperimentConfig) -> dict:
     setup_logging(env.rank)
     if warning := version_warning():
         log.warning(warning)
+    if env.is_main:
+        for warning in exp.deepspeed.warnings:  # keys DeepSpeed ignores, legacy spellings
+            log.warning(warning)
     configure_cpu_ranks(
         exp.train.cpu,
         world_size=env.world_size,

@@ -1,0 +1,295 @@
+"""dsdet's rules on top of DeepSpeed's parser: what DeepSpeed would refuse only at `deepspeed.initialize`,
+near-miss typos DeepSpeed would silently ignore, and warnings for settings that have no effect."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from dsdet.config.base import AUTO
+from dsdet.config.ds_parser import DICT_SECTIONS, by_section, import_deepspeed, known_keys, offload_device
+from dsdet.config.problems import did_you_mean
+
+# Optimizers DeepSpeed 0.19 removed: its parser still reads the name, the engine cannot build it.
+REMOVED_OPTIMIZERS = {"onebitadam": "OneBitAdam", "onebitlamb": "OneBitLamb", "zerooneadam": "ZeroOneAdam"}
+# DeepSpeed's own optimizer names whose built class is in deepspeed.runtime.zero.utils.ZERO_SUPPORTED_OPTIMIZERS
+# (FusedAdam/DeepSpeedCPUAdam, Adagrad, FusedLion/DeepSpeedCPULion, MuonWithAuxAdam).
+ZERO_TESTED_DEEPSPEED_OPTIMIZERS = ("adam", "adamw", "adagrad", "lion", "muon")
+OPTIMIZER_KEYS = ("type", "params", "legacy_fusion")
+SCHEDULER_KEYS = ("type", "params")
+# How alike (difflib's ratio) an unknown key and a real one must be for the unknown key to be a typo.
+NEAR_MISS_SIMILARITY = 0.85
+# Arguments of a scheduler's constructor that a config does not give.
+_SCHEDULER_INTERNAL = ("self", "optimizer", "last_batch_iteration", "last_epoch", "verbose")
+
+
+@dataclass
+class Findings:
+    """Refusals (one line each, naming the dotted key) and warnings (settings that have no effect)."""
+
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def check_unknown_keys(data: dict[str, Any], reads: set[tuple[str, str]], findings: Findings) -> None:
+    """Keys DeepSpeed's parser never looks up (neither for `data`, whose lookups are `reads`, nor for a config
+    with every plain section), in the sections it reads whole as plain dicts: a near miss of a real key is
+    refused with "did you mean", anything else gets a warning that it has no effect."""
+    known, looked_up = known_keys(), by_section(reads)
+    sections = {
+        path: known.get(path, frozenset()) | looked_up.get(path, set())
+        for path in ("", "pipeline", "checkpoint.parallel_write", *DICT_SECTIONS)
+    }
+    sections |= {"optimizer": frozenset(OPTIMIZER_KEYS), "scheduler": frozenset(SCHEDULER_KEYS)}
+    sections[""] |= {_autotuning_key()}
+    for path, keys in sections.items():
+        node = _at(data, path)
+        if not isinstance(node, dict):
+            continue
+        for key in node:
+            if key in keys:
+                continue
+            where = f"{path}.{key}" if path else key
+            close = near_miss(key, keys)
+            if close:
+                findings.problems.append(f"{where}: unknown key {key!r}, did you mean {close!r}?")
+            else:
+                findings.warnings.append(f"deepspeed.{where}: DeepSpeed does not read this key; it has no effect")
+
+
+def near_miss(key: str, keys: Iterable[str]) -> str | None:
+    """The real key that `key` is a typo of (a letter or two off), or None; "_x" keys are comments."""
+    if key.startswith("_"):
+        return None
+    close = difflib.get_close_matches(key, sorted(keys), n=1, cutoff=NEAR_MISS_SIMILARITY)
+    return close[0] if close else None
+
+
+def check_optimizer(data: dict[str, Any], zero_stage: int, findings: Findings) -> None:
+    """The optimizer DeepSpeed would build at initialize: a name it knows, arguments it takes, and one ZeRO
+    has tested (or zero_allow_untested_optimizer)."""
+    optimizer = data.get("optimizer")
+    if not isinstance(optimizer, dict):
+        return
+    name = optimizer.get("type")
+    if name is None:
+        findings.problems.append("optimizer: needs a 'type' (DeepSpeed ignores an optimizer block without one)")
+        return
+    if not isinstance(name, str) or name == AUTO:
+        return
+    params = optimizer.get("params") if isinstance(optimizer.get("params"), dict) else {}
+    if "max_grad_norm" in params:
+        findings.problems.append(
+            "optimizer.params.max_grad_norm: DeepSpeed refuses it; set gradient_clipping instead"
+        )
+    if "fused" in params and params.get("torch_adam") is False:
+        findings.problems.append(
+            "optimizer.params.fused: selects torch's Adam kernel and needs torch_adam (DeepSpeed's kernels are fused)"
+        )
+    built = optimizer_class(name)
+    if built is None:
+        if name.lower() in REMOVED_OPTIMIZERS:
+            findings.problems.append(
+                f"optimizer.type: DeepSpeed 0.19 removed its 1-bit optimizers ({', '.join(REMOVED_OPTIMIZERS.values())}) "
+                f"and can no longer build {name}; use Adam or AdamW"
+            )
+        elif name.lower() in {n.lower() for n in _torch_optimizers()}:
+            spelled = next(n for n in _torch_optimizers() if n.lower() == name.lower())
+            findings.problems.append(
+                f"optimizer.type: {name!r} is not a torch.optim class; torch.optim names are case-sensitive: "
+                f"did you mean {spelled!r}?"
+            )
+        else:
+            findings.problems.append(
+                f"optimizer.type: {name!r} is neither one of DeepSpeed's optimizers "
+                f"({', '.join(deepspeed_optimizers())}) nor a torch.optim class"
+                f"{did_you_mean(name, [*deepspeed_optimizers(), *_torch_optimizers()])}"
+            )
+        return
+    takes = optimizer_parameters(built)
+    for key in params if takes is not None else ():
+        if key not in takes:
+            findings.problems.append(
+                f"optimizer.params: unknown key {key!r} for {name}{did_you_mean(key, sorted(takes))}"
+            )
+    if zero_stage >= 1 and data.get("zero_allow_untested_optimizer") is not True and not _zero_tested(built):
+        findings.problems.append(
+            f"optimizer.type: {name} under zero_optimization.stage {zero_stage} needs "
+            "zero_allow_untested_optimizer: true (DeepSpeed refuses optimizers ZeRO has not tested)"
+        )
+
+
+def optimizer_parameters(built: Any) -> set[str] | None:
+    """The `params` keys DeepSpeed can pass to the optimizer it builds for `built` (any of the classes it
+    may pick for one of its own names), None when unknown (optimizers from optional packages)."""
+    classes = _deepspeed_optimizer_classes().get(str(built)) if isinstance(built, _DeepSpeedOptimizer) else [built]
+    if classes is None:
+        return None
+    names = {key for cls in classes for key in inspect.signature(cls.__init__).parameters}
+    return (names - {"self", "params", "model_params"}) | ({"torch_adam", "adam_w_mode"} if str(built) in ("adam", "adamw") else set())
+
+
+def _deepspeed_optimizer_classes() -> dict[str, list[type]]:
+    """DeepSpeed's own optimizer names -> the classes DeepSpeed's engine picks from for each (see
+    DeepSpeedEngine._configure_basic_optimizer); names missing here are not checked."""
+    import_deepspeed()
+    import torch
+    from deepspeed.ops.adagrad import DeepSpeedCPUAdagrad
+    from deepspeed.ops.adam import DeepSpeedCPUAdam, FusedAdam
+    from deepspeed.ops.lamb import FusedLamb
+    from deepspeed.ops.lion import DeepSpeedCPULion, FusedLion
+
+    adam = [FusedAdam, DeepSpeedCPUAdam, torch.optim.Adam, torch.optim.AdamW]
+    return {
+        "adam": adam,
+        "adamw": adam,
+        "adagrad": [torch.optim.Adagrad, DeepSpeedCPUAdagrad],
+        "lamb": [FusedLamb],
+        "lion": [FusedLion, DeepSpeedCPULion],
+    }
+
+
+def check_scheduler(data: dict[str, Any], findings: Findings) -> None:
+    """The scheduler DeepSpeed would build: one of its own or torch's, given only arguments it takes."""
+    scheduler = data.get("scheduler")
+    if not isinstance(scheduler, dict) or not isinstance(scheduler.get("type"), str):
+        return
+    name = scheduler["type"]
+    parameters = scheduler_parameters(name)
+    if parameters is None:
+        import_deepspeed()
+        from deepspeed.runtime.lr_schedules import VALID_LR_SCHEDULES
+
+        findings.problems.append(
+            f"scheduler.type: {name!r} is neither one of DeepSpeed's schedulers ({', '.join(VALID_LR_SCHEDULES)}) "
+            f"nor a torch.optim.lr_scheduler class{did_you_mean(name, VALID_LR_SCHEDULES)}"
+        )
+        return
+    params = scheduler.get("params") if isinstance(scheduler.get("params"), dict) else {}
+    for key in params:
+        if key not in parameters:
+            findings.problems.append(
+                f"scheduler.params: unknown key {key!r} for {name}{did_you_mean(key, list(parameters))}"
+            )
+    for key, required in parameters.items():
+        if required and key not in params:
+            findings.problems.append(f"scheduler.params: {name} needs {key!r} (a value or 'auto')")
+
+
+def scheduler_arguments(name: str) -> dict[str, inspect.Parameter] | None:
+    """The config arguments of the scheduler DeepSpeed builds for `name` (its own or torch's); None if none."""
+    import_deepspeed()
+    import torch.optim.lr_scheduler as torch_schedulers
+    from deepspeed.runtime import lr_schedules
+
+    built = getattr(lr_schedules, name, None) if name in lr_schedules.VALID_LR_SCHEDULES else None
+    built = built or getattr(torch_schedulers, name, None)
+    if not inspect.isclass(built):
+        return None
+    return {
+        key: parameter
+        for key, parameter in inspect.signature(built.__init__).parameters.items()
+        if key not in _SCHEDULER_INTERNAL and parameter.kind is not inspect.Parameter.VAR_KEYWORD
+    }
+
+
+def scheduler_parameters(name: str) -> dict[str, bool] | None:
+    """Argument name -> required, of the scheduler DeepSpeed builds for `name`; None when it builds none."""
+    arguments = scheduler_arguments(name)
+    if arguments is None:
+        return None
+    return {key: parameter.default is inspect.Parameter.empty for key, parameter in arguments.items()}
+
+
+def deepspeed_schedulers() -> dict[str, dict[str, inspect.Parameter]]:
+    """DeepSpeed's own schedulers -> their config arguments."""
+    import_deepspeed()
+    from deepspeed.runtime.lr_schedules import VALID_LR_SCHEDULES
+
+    return {name: scheduler_arguments(name) or {} for name in VALID_LR_SCHEDULES}
+
+
+def check_pipeline(data: dict[str, Any], zero_stage: int, findings: Findings) -> None:
+    """DeepSpeed's pipeline engine refuses ZeRO stages 2 and 3 at initialize."""
+    stages = _at(data, "pipeline.stages")
+    if isinstance(stages, int) and not isinstance(stages, bool) and stages > 1 and zero_stage >= 2:
+        findings.problems.append(
+            f"pipeline.stages: {stages} stages need zero_optimization.stage 0 or 1 "
+            f"(DeepSpeed's pipeline engine does not support ZeRO stage {zero_stage})"
+        )
+
+
+def check_offload(parsed: Any, findings: Findings) -> None:
+    """Offload to NVMe needs a path (DeepSpeed fails at initialize without one); offload blocks DeepSpeed
+    accepts but ignores at this ZeRO stage get a warning."""
+    zero = parsed.zero_config
+    stage = int(zero.stage)
+    for key, lowest in (("offload_param", 3), ("offload_optimizer", 1)):
+        block, device = getattr(zero, key), offload_device(zero, key)
+        if device == "nvme" and not getattr(block, "nvme_path", None):
+            findings.problems.append(f"zero_optimization.{key}.nvme_path: device nvme needs nvme_path")
+        if device != "none" and stage < lowest:
+            findings.warnings.append(
+                f"deepspeed.zero_optimization.{key} (device {device}) has no effect below ZeRO stage {lowest} "
+                f"(stage is {stage})"
+            )
+
+
+def zero_tested_optimizer(name: str) -> bool:
+    """Whether DeepSpeed runs optimizer `name` under ZeRO without zero_allow_untested_optimizer."""
+    built = optimizer_class(name)
+    return built is not None and _zero_tested(built)
+
+
+def optimizer_class(name: str) -> type | None:
+    """What DeepSpeed builds for optimizer `name`: one of its own names, a torch.optim class, or None."""
+    import torch
+
+    if name.lower() in deepspeed_optimizers():
+        return _DeepSpeedOptimizer(name.lower())
+    built = getattr(torch.optim, name, None)
+    return built if inspect.isclass(built) and issubclass(built, torch.optim.Optimizer) else None
+
+
+class _DeepSpeedOptimizer(str):
+    """One of DeepSpeed's own optimizer names (DeepSpeed picks the class when it builds it)."""
+
+
+def _zero_tested(built: Any) -> bool:
+    if isinstance(built, _DeepSpeedOptimizer):
+        return str(built) in ZERO_TESTED_DEEPSPEED_OPTIMIZERS
+    import_deepspeed()
+    from deepspeed.runtime.zero.utils import ZERO_SUPPORTED_OPTIMIZERS
+
+    return built in ZERO_SUPPORTED_OPTIMIZERS
+
+
+def deepspeed_optimizers() -> list[str]:
+    """DeepSpeed's own optimizer names (lower case; it accepts any case)."""
+    import_deepspeed()
+    from deepspeed.runtime.config import DEEPSPEED_OPTIMIZERS
+
+    return list(DEEPSPEED_OPTIMIZERS)
+
+
+def _torch_optimizers() -> list[str]:
+    import torch
+
+    return [n for n in dir(torch.optim) if inspect.isclass(getattr(torch.optim, n)) and n[0].isupper()]
+
+
+def _autotuning_key() -> str:
+    import_deepspeed()
+    from deepspeed.autotuning.constants import AUTOTUNING  # read by the launcher's autotuner, not the parser
+
+    return AUTOTUNING
+
+
+def _at(data: Any, path: str) -> Any:
+    for key in path.split(".") if path else ():
+        data = data.get(key) if isinstance(data, dict) else None
+    return data
+
