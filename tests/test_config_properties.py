@@ -15,7 +15,7 @@ from dsdet.config import (
     generate_deepspeed_config,
     resolve_deepspeed_config,
 )
-from dsdet.config.ds_parser import known_keys
+from dsdet.config.ds_keys import known_keys
 from dsdet.config.files import read_mapping
 from dsdet.config.loading import default_experiment_dict
 from dsdet.config.overrides import apply_overrides

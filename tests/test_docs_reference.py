@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from dsdet.config import ExperimentConfig
-from dsdet.config.ds_parser import known_keys
+from dsdet.config.ds_keys import known_keys
 from dsdet.config.reference import emitted_deepspeed_keys, reference_markdown
 from tests.runners import REPO, dsdet
 

@@ -4,8 +4,8 @@ DeepSpeed validates its config in `deepspeed.runtime.config.DeepSpeedConfig`: py
 sections (ZeRO, fp16, bf16, monitors, ...) and plain dict reads for the rest. dsdet hands it the user's dict
 with "auto" values dropped and the batch sizes replaced by a shape valid on any world size (dsdet checks the
 batch identity itself, for the world size of the run), then translates what it refuses into dsdet's one-line
-form. Which keys DeepSpeed reads, and which sections refuse unknown keys, are found by asking the installed
-DeepSpeed, so a new release needs no edit here.
+form. Which keys DeepSpeed reads is found by asking it too (dsdet.config.ds_keys), so a new release needs no
+edit here.
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from dsdet.config.base import AUTO
+from dsdet.config.problems import did_you_mean
 
 BATCH_KEYS = ("train_batch_size", "train_micro_batch_size_per_gpu", "gradient_accumulation_steps")
 # A shape DeepSpeed accepts on every world size; dsdet checks the real batch sizes itself.
 NEUTRAL_BATCH = {"train_micro_batch_size_per_gpu": 1, "gradient_accumulation_steps": 1}
-_PROBE_KEY = "__dsdet_probe__"
 
 
 class DeepSpeedRefusal(Exception):
@@ -103,21 +103,21 @@ def parse(
 
     `warnings` receives what DeepSpeed warns about; `reads` the (section path, key) pairs it looked up."""
     try:
-        return _parse_raw(_record(prepared_for_deepspeed(data), "", reads if reads is not None else set()), warnings)
+        return parse_prepared(record_reads(prepared_for_deepspeed(data), "", reads if reads is not None else set()), warnings)
     except Exception as whole:  # noqa: BLE001 - DeepSpeed raises AssertionError, ValueError, KeyError, its own errors
-        first = _problems(whole)
+        first = problems_of(whole)
     problems: list[str] = []
     for key, value in data.items():
         if key in BATCH_KEYS:
             continue
         try:
-            _parse_raw(prepared_for_deepspeed({key: value}), None)
+            parse_prepared(prepared_for_deepspeed({key: value}), None)
         except Exception as exc:  # noqa: BLE001 - as above
-            problems += _problems(exc, key)
+            problems += problems_of(exc, key)
     raise DeepSpeedRefusal(problems or first)
 
 
-def _parse_raw(prepared: dict[str, Any], warnings: list[str] | None) -> Any:
+def parse_prepared(prepared: dict[str, Any], warnings: list[str] | None) -> Any:
     import_deepspeed()
     from deepspeed.runtime.config import DeepSpeedConfig
 
@@ -125,7 +125,7 @@ def _parse_raw(prepared: dict[str, Any], warnings: list[str] | None) -> Any:
         return DeepSpeedConfig(prepared, mpu=None)
 
 
-def _problems(exc: BaseException, section: str = "") -> list[str]:
+def problems_of(exc: BaseException, section: str = "") -> list[str]:
     """What DeepSpeed said, one "dotted.path: message" line per problem; paths start at `section`."""
     if not isinstance(exc, ValidationError):
         text = str(exc).strip().splitlines()
@@ -145,7 +145,7 @@ def _problems(exc: BaseException, section: str = "") -> list[str]:
         elif isinstance(error.get("input"), str | int | float | bool):
             value = error["input"]
             choices = re.findall(r"'([^']*)'", str(error.get("ctx", {}).get("expected", "")))
-            hint = did_you_mean_hint(value, choices) if isinstance(value, str) and len(choices) > 1 else ""
+            hint = did_you_mean(value, choices) if isinstance(value, str) and len(choices) > 1 else ""
             message = f"{message} (got {value!r}){hint}"
         path = ".".join([section, *loc] if section else loc)
         problems.append(f"{path}: {message}" if path else message)
@@ -157,13 +157,13 @@ def _unknown_key_message(key: str, known: list[str], model: type[BaseModel], loc
     other = aliases.get(key) or next((name for name, alias in aliases.items() if alias == key), None)
     if other:
         return f"key {key!r} is another name of {other!r}: give only one of them"
-    return f"unknown key {key!r}{did_you_mean_hint(key, known)}"
+    return f"unknown key {key!r}{did_you_mean(key, known)}"
 
 
-def did_you_mean_hint(word: str, choices: list[str]) -> str:
-    from dsdet.config.problems import did_you_mean
-
-    return did_you_mean(word, choices)
+def offload_device(zero_config: Any, block: str) -> str:
+    """Where DeepSpeed's parsed ZeRO config sends `block` ("offload_optimizer", "offload_param"): none, cpu, nvme."""
+    device = getattr(getattr(zero_config, block), "device", None) or "none"
+    return str(getattr(device, "value", device))
 
 
 @cache
@@ -212,23 +212,7 @@ def _model_of(annotation: Any) -> type[BaseModel] | None:
     return next((m for m in map(_model_of, get_args(annotation)) if m is not None), None)
 
 
-@cache
-def section_model(key: str) -> type[BaseModel] | None:
-    """DeepSpeed's pydantic model that validates top-level `key` and refuses unknown keys in it, or None
-    when DeepSpeed reads `key` as a plain dict (and ignores keys it does not know)."""
-    try:
-        _parse_raw(prepared_for_deepspeed({key: {_PROBE_KEY: 1}}), None)
-    except ValidationError as exc:
-        if any(error["type"] == "extra_forbidden" for error in exc.errors()):
-            model = find_model(exc.title)
-            loc = next(e["loc"] for e in exc.errors() if e["type"] == "extra_forbidden")[:-1]
-            return _walk_model(model, loc) if model else None
-    except Exception:  # noqa: BLE001 - DeepSpeed refuses the probe for another reason: treat as a dict section
-        return None
-    return None
-
-
-def _walk_model(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+def walk_model(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
     current: Any = model
     for part in loc:
         field = getattr(current, "model_fields", {}).get(part)
@@ -247,83 +231,20 @@ class _Recorder(dict):
 
     def get(self, key: Any, default: Any = None) -> Any:
         self._note(key)
-        return _record(super().get(key, default), f"{self.path}{key}.", self.reads)
+        return record_reads(super().get(key, default), f"{self.path}{key}.", self.reads)
 
     def __getitem__(self, key: Any) -> Any:
         self._note(key)
-        return _record(super().__getitem__(key), f"{self.path}{key}.", self.reads)
+        return record_reads(super().__getitem__(key), f"{self.path}{key}.", self.reads)
 
     def __contains__(self, key: Any) -> bool:
         self._note(key)
         return super().__contains__(key)
 
 
-def _record(value: Any, path: str, reads: set[tuple[str, str]]) -> Any:
+def record_reads(value: Any, path: str, reads: set[tuple[str, str]]) -> Any:
     if type(value) is not dict:
         return value
     recorder = _Recorder(value)
     recorder.reads, recorder.path = reads, path
     return recorder
-
-
-# Plain-dict sections DeepSpeed reads whole at parse time; an empty one makes the parser look up each key.
-DICT_SECTIONS = (
-    "activation_checkpointing",
-    "aio",
-    "flops_profiler",
-    "checkpoint",
-    "data_types",
-    "torch_autocast",
-    "timers",
-)
-
-
-@cache
-def known_keys() -> dict[str, frozenset[str]]:
-    """Section path ("" for the top level, "aio" ...) -> the keys DeepSpeed's parser looks up there."""
-    import_deepspeed()
-    from deepspeed.runtime.config import get_pipeline_config
-
-    reads: set[tuple[str, str]] = set()
-    probe = {
-        **NEUTRAL_BATCH,
-        **{key: {} for key in DICT_SECTIONS},
-        "optimizer": {"type": "Adam", "params": {}},
-        "scheduler": {"type": "WarmupLR", "params": {}},
-    }
-    with quiet_deepspeed():
-        from deepspeed.runtime.config import DeepSpeedConfig
-
-        DeepSpeedConfig(_record(probe, "", reads), mpu=None)
-    sections = by_section(reads)
-    sections["pipeline"] = set(get_pipeline_config({}))
-    sections[""] |= set(BATCH_KEYS)
-    return {path: frozenset(keys) for path, keys in sections.items()}
-
-
-def by_section(reads: set[tuple[str, str]]) -> dict[str, set[str]]:
-    """Recorded (path, key) reads grouped as section path -> keys."""
-    sections: dict[str, set[str]] = {}
-    for path, key in reads:
-        sections.setdefault(path.rstrip("."), set()).add(key)
-    return sections
-
-
-def offload_device(zero_config: Any, block: str) -> str:
-    """Where DeepSpeed's parsed ZeRO config sends `block` ("offload_optimizer", "offload_param"): none, cpu, nvme."""
-    device = getattr(getattr(zero_config, block), "device", None) or "none"
-    return str(getattr(device, "value", device))
-
-
-@cache
-def removed_keys() -> dict[str, str]:
-    """Top-level keys DeepSpeed still looks up only to refuse them (removed features) -> its reason."""
-    removed = {}
-    for key in known_keys()[""]:
-        try:
-            _parse_raw(prepared_for_deepspeed({key: {}}), None)
-        except Exception as exc:  # noqa: BLE001 - any refusal; only "removed" ones count
-            reason = _problems(exc)[0]
-            if "removed" in reason.lower():
-                removed[key] = reason
-    return removed

@@ -11,14 +11,14 @@ import inspect
 import json
 from typing import Any
 
-from dsdet.config.ds_parser import known_keys, removed_keys, section_model
-from dsdet.config.ds_rules import (
+from dsdet.config.ds_builders import (
     REMOVED_OPTIMIZERS,
     deepspeed_optimizers,
     deepspeed_schedulers,
     optimizer_class,
     optimizer_parameters,
 )
+from dsdet.config.ds_keys import known_keys, removed_keys, section_model
 from dsdet.config.ds_schema import model_schema
 from dsdet.config.presets import BASE_DEEPSPEED
 

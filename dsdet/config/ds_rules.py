@@ -4,26 +4,28 @@ near-miss typos DeepSpeed would silently ignore, and warnings for settings that 
 from __future__ import annotations
 
 import difflib
-import inspect
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from dsdet.config.base import AUTO
-from dsdet.config.ds_parser import DICT_SECTIONS, by_section, import_deepspeed, known_keys, offload_device
+from dsdet.config.ds_builders import (
+    REMOVED_OPTIMIZERS,
+    deepspeed_optimizers,
+    optimizer_class,
+    optimizer_parameters,
+    scheduler_parameters,
+    torch_optimizers,
+    zero_tested,
+)
+from dsdet.config.ds_keys import DICT_SECTIONS, by_section, known_keys
+from dsdet.config.ds_parser import import_deepspeed, offload_device
 from dsdet.config.problems import did_you_mean
 
-# Optimizers DeepSpeed 0.19 removed: its parser still reads the name, the engine cannot build it.
-REMOVED_OPTIMIZERS = {"onebitadam": "OneBitAdam", "onebitlamb": "OneBitLamb", "zerooneadam": "ZeroOneAdam"}
-# DeepSpeed's own optimizer names whose built class is in deepspeed.runtime.zero.utils.ZERO_SUPPORTED_OPTIMIZERS
-# (FusedAdam/DeepSpeedCPUAdam, Adagrad, FusedLion/DeepSpeedCPULion, MuonWithAuxAdam).
-ZERO_TESTED_DEEPSPEED_OPTIMIZERS = ("adam", "adamw", "adagrad", "lion", "muon")
 OPTIMIZER_KEYS = ("type", "params", "legacy_fusion")
 SCHEDULER_KEYS = ("type", "params")
 # How alike (difflib's ratio) an unknown key and a real one must be for the unknown key to be a typo.
 NEAR_MISS_SIMILARITY = 0.85
-# Arguments of a scheduler's constructor that a config does not give.
-_SCHEDULER_INTERNAL = ("self", "optimizer", "last_batch_iteration", "last_epoch", "verbose")
 
 
 @dataclass
@@ -96,8 +98,8 @@ def check_optimizer(data: dict[str, Any], zero_stage: int, findings: Findings) -
                 f"optimizer.type: DeepSpeed 0.19 removed its 1-bit optimizers ({', '.join(REMOVED_OPTIMIZERS.values())}) "
                 f"and can no longer build {name}; use Adam or AdamW"
             )
-        elif name.lower() in {n.lower() for n in _torch_optimizers()}:
-            spelled = next(n for n in _torch_optimizers() if n.lower() == name.lower())
+        elif name.lower() in {n.lower() for n in torch_optimizers()}:
+            spelled = next(n for n in torch_optimizers() if n.lower() == name.lower())
             findings.problems.append(
                 f"optimizer.type: {name!r} is not a torch.optim class; torch.optim names are case-sensitive: "
                 f"did you mean {spelled!r}?"
@@ -106,7 +108,7 @@ def check_optimizer(data: dict[str, Any], zero_stage: int, findings: Findings) -
             findings.problems.append(
                 f"optimizer.type: {name!r} is neither one of DeepSpeed's optimizers "
                 f"({', '.join(deepspeed_optimizers())}) nor a torch.optim class"
-                f"{did_you_mean(name, [*deepspeed_optimizers(), *_torch_optimizers()])}"
+                f"{did_you_mean(name, [*deepspeed_optimizers(), *torch_optimizers()])}"
             )
         return
     takes = optimizer_parameters(built)
@@ -115,41 +117,11 @@ def check_optimizer(data: dict[str, Any], zero_stage: int, findings: Findings) -
             findings.problems.append(
                 f"optimizer.params: unknown key {key!r} for {name}{did_you_mean(key, sorted(takes))}"
             )
-    if zero_stage >= 1 and data.get("zero_allow_untested_optimizer") is not True and not _zero_tested(built):
+    if zero_stage >= 1 and data.get("zero_allow_untested_optimizer") is not True and not zero_tested(built):
         findings.problems.append(
             f"optimizer.type: {name} under zero_optimization.stage {zero_stage} needs "
             "zero_allow_untested_optimizer: true (DeepSpeed refuses optimizers ZeRO has not tested)"
         )
-
-
-def optimizer_parameters(built: Any) -> set[str] | None:
-    """The `params` keys DeepSpeed can pass to the optimizer it builds for `built` (any of the classes it
-    may pick for one of its own names), None when unknown (optimizers from optional packages)."""
-    classes = _deepspeed_optimizer_classes().get(str(built)) if isinstance(built, _DeepSpeedOptimizer) else [built]
-    if classes is None:
-        return None
-    names = {key for cls in classes for key in inspect.signature(cls.__init__).parameters}
-    return (names - {"self", "params", "model_params"}) | ({"torch_adam", "adam_w_mode"} if str(built) in ("adam", "adamw") else set())
-
-
-def _deepspeed_optimizer_classes() -> dict[str, list[type]]:
-    """DeepSpeed's own optimizer names -> the classes DeepSpeed's engine picks from for each (see
-    DeepSpeedEngine._configure_basic_optimizer); names missing here are not checked."""
-    import_deepspeed()
-    import torch
-    from deepspeed.ops.adagrad import DeepSpeedCPUAdagrad
-    from deepspeed.ops.adam import DeepSpeedCPUAdam, FusedAdam
-    from deepspeed.ops.lamb import FusedLamb
-    from deepspeed.ops.lion import DeepSpeedCPULion, FusedLion
-
-    adam = [FusedAdam, DeepSpeedCPUAdam, torch.optim.Adam, torch.optim.AdamW]
-    return {
-        "adam": adam,
-        "adamw": adam,
-        "adagrad": [torch.optim.Adagrad, DeepSpeedCPUAdagrad],
-        "lamb": [FusedLamb],
-        "lion": [FusedLion, DeepSpeedCPULion],
-    }
 
 
 def check_scheduler(data: dict[str, Any], findings: Findings) -> None:
@@ -179,39 +151,6 @@ def check_scheduler(data: dict[str, Any], findings: Findings) -> None:
             findings.problems.append(f"scheduler.params: {name} needs {key!r} (a value or 'auto')")
 
 
-def scheduler_arguments(name: str) -> dict[str, inspect.Parameter] | None:
-    """The config arguments of the scheduler DeepSpeed builds for `name` (its own or torch's); None if none."""
-    import_deepspeed()
-    import torch.optim.lr_scheduler as torch_schedulers
-    from deepspeed.runtime import lr_schedules
-
-    built = getattr(lr_schedules, name, None) if name in lr_schedules.VALID_LR_SCHEDULES else None
-    built = built or getattr(torch_schedulers, name, None)
-    if not inspect.isclass(built):
-        return None
-    return {
-        key: parameter
-        for key, parameter in inspect.signature(built.__init__).parameters.items()
-        if key not in _SCHEDULER_INTERNAL and parameter.kind is not inspect.Parameter.VAR_KEYWORD
-    }
-
-
-def scheduler_parameters(name: str) -> dict[str, bool] | None:
-    """Argument name -> required, of the scheduler DeepSpeed builds for `name`; None when it builds none."""
-    arguments = scheduler_arguments(name)
-    if arguments is None:
-        return None
-    return {key: parameter.default is inspect.Parameter.empty for key, parameter in arguments.items()}
-
-
-def deepspeed_schedulers() -> dict[str, dict[str, inspect.Parameter]]:
-    """DeepSpeed's own schedulers -> their config arguments."""
-    import_deepspeed()
-    from deepspeed.runtime.lr_schedules import VALID_LR_SCHEDULES
-
-    return {name: scheduler_arguments(name) or {} for name in VALID_LR_SCHEDULES}
-
-
 def check_pipeline(data: dict[str, Any], zero_stage: int, findings: Findings) -> None:
     """DeepSpeed's pipeline engine refuses ZeRO stages 2 and 3 at initialize."""
     stages = _at(data, "pipeline.stages")
@@ -236,49 +175,6 @@ def check_offload(parsed: Any, findings: Findings) -> None:
                 f"deepspeed.zero_optimization.{key} (device {device}) has no effect below ZeRO stage {lowest} "
                 f"(stage is {stage})"
             )
-
-
-def zero_tested_optimizer(name: str) -> bool:
-    """Whether DeepSpeed runs optimizer `name` under ZeRO without zero_allow_untested_optimizer."""
-    built = optimizer_class(name)
-    return built is not None and _zero_tested(built)
-
-
-def optimizer_class(name: str) -> type | None:
-    """What DeepSpeed builds for optimizer `name`: one of its own names, a torch.optim class, or None."""
-    import torch
-
-    if name.lower() in deepspeed_optimizers():
-        return _DeepSpeedOptimizer(name.lower())
-    built = getattr(torch.optim, name, None)
-    return built if inspect.isclass(built) and issubclass(built, torch.optim.Optimizer) else None
-
-
-class _DeepSpeedOptimizer(str):
-    """One of DeepSpeed's own optimizer names (DeepSpeed picks the class when it builds it)."""
-
-
-def _zero_tested(built: Any) -> bool:
-    if isinstance(built, _DeepSpeedOptimizer):
-        return str(built) in ZERO_TESTED_DEEPSPEED_OPTIMIZERS
-    import_deepspeed()
-    from deepspeed.runtime.zero.utils import ZERO_SUPPORTED_OPTIMIZERS
-
-    return built in ZERO_SUPPORTED_OPTIMIZERS
-
-
-def deepspeed_optimizers() -> list[str]:
-    """DeepSpeed's own optimizer names (lower case; it accepts any case)."""
-    import_deepspeed()
-    from deepspeed.runtime.config import DEEPSPEED_OPTIMIZERS
-
-    return list(DEEPSPEED_OPTIMIZERS)
-
-
-def _torch_optimizers() -> list[str]:
-    import torch
-
-    return [n for n in dir(torch.optim) if inspect.isclass(getattr(torch.optim, n)) and n[0].isupper()]
 
 
 def _autotuning_key() -> str:

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from pydantic import BaseModel
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
-from dsdet.config.ds_parser import known_keys, section_model
+from dsdet.config.ds_keys import known_keys, section_model
 
 
 @cache

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from dsdet.config.deepspeed import DeepSpeedConfig
-from dsdet.config.ds_rules import zero_tested_optimizer
+from dsdet.config.ds_builders import zero_tested_optimizer
 from dsdet.config.presets import (
     BASE_DEEPSPEED,
     OPTIMIZER_TEMPLATES,

@@ -8,7 +8,7 @@ from typing import Any
 
 from dsdet.config.base import AUTO
 from dsdet.config.deepspeed import DeepSpeedConfig
-from dsdet.config.ds_rules import scheduler_parameters
+from dsdet.config.ds_builders import scheduler_parameters
 from dsdet.config.experiment import ExperimentConfig
 from dsdet.config.problems import ConfigError, show_value, validate_model
 from dsdet.errors import DsdetError
