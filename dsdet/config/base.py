@@ -49,8 +49,3 @@ def tagged_union(key: str, members: dict[str, type[BaseModel]]) -> Any:
         TagBy(key, list(members)), custom_error_type="unknown_tag", custom_error_message=key
     )
     return Annotated[any_member, chooser]
-
-
-def any_case(word: str) -> str:
-    """A regex matching `word` in any letter case, written so JSON Schema editors understand it too."""
-    return "^" + "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in word) + "$"

@@ -39,7 +39,8 @@ def generate_deepspeed_config(
 ) -> DeepSpeedConfig:
     """dsdet's 'auto' base with the presets laid over it in order, then each explicit choice; validated.
 
-    Choosing Lamb or SGD under ZeRO also sets zero_allow_untested_optimizer, which DeepSpeed requires."""
+    Choosing an optimizer ZeRO has not tested (Lamb, SGD) under ZeRO also sets zero_allow_untested_optimizer,
+    which DeepSpeed requires."""
     data = copy.deepcopy(BASE_DEEPSPEED)
     names = [
         *presets,
