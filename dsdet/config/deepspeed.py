@@ -64,12 +64,7 @@ class DeepSpeedConfig(RootModel[dict[str, Any]]):
 
     def get(self, path: str, default: Any = None) -> Any:
         """The value at dotted `path` as written (may be "auto"), or `default`."""
-        node: Any = self.root
-        for key in path.split("."):
-            if not isinstance(node, dict) or key not in node:
-                return default
-            node = node[key]
-        return node
+        return ds_rules.value_at(self.root, path, default)
 
     @property
     def zero_stage(self) -> int:

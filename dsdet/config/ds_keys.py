@@ -15,7 +15,6 @@ from dsdet.config.ds_parser import (
     parse_prepared,
     prepared_for_deepspeed,
     problems_of,
-    quiet_deepspeed,
     record_reads,
     walk_model,
 )
@@ -64,10 +63,7 @@ def known_keys() -> dict[str, frozenset[str]]:
         "optimizer": {"type": "Adam", "params": {}},
         "scheduler": {"type": "WarmupLR", "params": {}},
     }
-    with quiet_deepspeed():
-        from deepspeed.runtime.config import DeepSpeedConfig
-
-        DeepSpeedConfig(record_reads(probe, "", reads), mpu=None)
+    parse_prepared(record_reads(probe, "", reads), None)
     sections = by_section(reads)
     sections["pipeline"] = set(get_pipeline_config({}))
     sections[""] |= set(BATCH_KEYS)

@@ -18,7 +18,7 @@ import re
 import sys
 from collections.abc import Iterator
 from functools import cache
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import BaseModel, ValidationError
 
@@ -79,7 +79,7 @@ def quiet_deepspeed(warnings: list[str] | None = None) -> Iterator[None]:
 
     handler = _Collect(level=logging.WARNING)
     saved_level, saved_propagate = logger.level, logger.propagate
-    saved_handlers = [h for h in logger.handlers]
+    saved_handlers = list(logger.handlers)
     for existing in saved_handlers:
         logger.removeHandler(existing)
     logger.addHandler(handler)
@@ -139,8 +139,7 @@ def problems_of(exc: BaseException, section: str = "") -> list[str]:
         message = error["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
         if error["type"] == "extra_forbidden":
             model = find_model(exc.title)
-            known = model_keys(model, error["loc"][:-1], section) if model else []
-            message = _unknown_key_message(loc[-1], known, model, error["loc"][:-1], section)
+            message = _unknown_key_message(loc[-1], model, error["loc"][:-1])
             loc = loc[:-1]
         elif isinstance(error.get("input"), str | int | float | bool):
             value = error["input"]
@@ -152,12 +151,15 @@ def problems_of(exc: BaseException, section: str = "") -> list[str]:
     return problems
 
 
-def _unknown_key_message(key: str, known: list[str], model: type[BaseModel], loc: tuple, section: str) -> str:
-    aliases = {name: alias for name, alias in model_aliases(model, loc, section).items() if alias}
+def _unknown_key_message(key: str, model: type[BaseModel] | None, loc: tuple[Any, ...]) -> str:
+    """An unknown key of DeepSpeed's `model` at `loc`: another name of a key given too, or a typo."""
+    if model is None:
+        return f"unknown key {key!r}"
+    aliases = {name: alias for name, alias in model_aliases(model, loc).items() if alias}
     other = aliases.get(key) or next((name for name, alias in aliases.items() if alias == key), None)
     if other:
         return f"key {key!r} is another name of {other!r}: give only one of them"
-    return f"unknown key {key!r}{did_you_mean(key, known)}"
+    return f"unknown key {key!r}{did_you_mean(key, model_keys(model, loc))}"
 
 
 def offload_device(zero_config: Any, block: str) -> str:
@@ -185,34 +187,26 @@ def find_model(title: str) -> type[BaseModel] | None:
     return _all_models().get(title)
 
 
-def model_keys(model: type[BaseModel], loc: tuple[Any, ...], section: str = "") -> list[str]:
+def model_keys(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     """The keys (names and aliases) of the model found at `loc` inside `model`."""
-    aliases = model_aliases(model, loc, section)
+    aliases = model_aliases(model, loc)
     return [*aliases, *(alias for alias in aliases.values() if alias)]
 
 
-def model_aliases(model: type[BaseModel], loc: tuple[Any, ...], section: str = "") -> dict[str, str | None]:
+def model_aliases(model: type[BaseModel], loc: tuple[Any, ...]) -> dict[str, str | None]:
     """Field name -> alias (or None) of the model found at `loc` inside `model`."""
-    current: Any = model
-    for part in loc:
-        if part == section and current is model and part not in getattr(model, "model_fields", {}):
-            continue
-        field = getattr(current, "model_fields", {}).get(part)
-        current = _model_of(field.annotation) if field is not None else None
-        if current is None:
-            return {}
-    return {name: field.alias for name, field in getattr(current, "model_fields", {}).items()}
+    found = walk_model(model, loc)
+    return {name: field.alias for name, field in getattr(found, "model_fields", {}).items()}
 
 
 def _model_of(annotation: Any) -> type[BaseModel] | None:
-    from typing import get_args
-
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
     return next((m for m in map(_model_of, get_args(annotation)) if m is not None), None)
 
 
 def walk_model(model: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The model of the nested field at `loc` inside `model`, or None when `loc` leaves the models."""
     current: Any = model
     for part in loc:
         field = getattr(current, "model_fields", {}).get(part)

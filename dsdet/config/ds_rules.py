@@ -12,6 +12,7 @@ from dsdet.config.base import AUTO
 from dsdet.config.ds_builders import (
     REMOVED_OPTIMIZERS,
     deepspeed_optimizers,
+    deepspeed_schedulers,
     optimizer_class,
     optimizer_parameters,
     scheduler_parameters,
@@ -48,7 +49,7 @@ def check_unknown_keys(data: dict[str, Any], reads: set[tuple[str, str]], findin
     sections |= {"optimizer": frozenset(OPTIMIZER_KEYS), "scheduler": frozenset(SCHEDULER_KEYS)}
     sections[""] |= {_autotuning_key()}
     for path, keys in sections.items():
-        node = _at(data, path)
+        node = value_at(data, path)
         if not isinstance(node, dict):
             continue
         for key in node:
@@ -132,12 +133,10 @@ def check_scheduler(data: dict[str, Any], findings: Findings) -> None:
     name = scheduler["type"]
     parameters = scheduler_parameters(name)
     if parameters is None:
-        import_deepspeed()
-        from deepspeed.runtime.lr_schedules import VALID_LR_SCHEDULES
-
+        own = list(deepspeed_schedulers())
         findings.problems.append(
-            f"scheduler.type: {name!r} is neither one of DeepSpeed's schedulers ({', '.join(VALID_LR_SCHEDULES)}) "
-            f"nor a torch.optim.lr_scheduler class{did_you_mean(name, VALID_LR_SCHEDULES)}"
+            f"scheduler.type: {name!r} is neither one of DeepSpeed's schedulers ({', '.join(own)}) "
+            f"nor a torch.optim.lr_scheduler class{did_you_mean(name, own)}"
         )
         return
     params = scheduler.get("params") if isinstance(scheduler.get("params"), dict) else {}
@@ -153,7 +152,7 @@ def check_scheduler(data: dict[str, Any], findings: Findings) -> None:
 
 def check_pipeline(data: dict[str, Any], zero_stage: int, findings: Findings) -> None:
     """DeepSpeed's pipeline engine refuses ZeRO stages 2 and 3 at initialize."""
-    stages = _at(data, "pipeline.stages")
+    stages = value_at(data, "pipeline.stages")
     if isinstance(stages, int) and not isinstance(stages, bool) and stages > 1 and zero_stage >= 2:
         findings.problems.append(
             f"pipeline.stages: {stages} stages need zero_optimization.stage 0 or 1 "
@@ -184,8 +183,11 @@ def _autotuning_key() -> str:
     return AUTOTUNING
 
 
-def _at(data: Any, path: str) -> Any:
+def value_at(data: Any, path: str, default: Any = None) -> Any:
+    """The value at dotted `path` ("" = `data` itself) of nested dicts as written, or `default`."""
     for key in path.split(".") if path else ():
-        data = data.get(key) if isinstance(data, dict) else None
+        if not isinstance(data, dict) or key not in data:
+            return default
+        data = data[key]
     return data
 

@@ -87,14 +87,13 @@ class _Walker:
         skip: str = "",
     ) -> None:
         """The table of `model` at `path` without the key `skip`, then the tables of its nested sections;
-        `qualifier` (e.g. " with `type: Adam`") follows the headings of a tagged section's member."""
+        `qualifier` (e.g. " with `name: resize`") follows the headings of a tagged section's member."""
         rows, nested = [], []
         for name, field in model.model_fields.items():
             if name == skip:
                 continue
             key = f"{path}.{name}"
-            inner, _, members = _unwrap(field.annotation)
-            members = [(member, tag) for member, tag in members if tag is not None]
+            inner = _unwrap(field.annotation)[0]
             if get_origin(inner) is list:  # a list of tagged sections (data.augment)
                 members = _unwrap(get_args(inner)[0])[2]
                 row = self._row(model, name, key, defaults.get(name, _default(field)))
