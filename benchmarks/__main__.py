@@ -12,7 +12,7 @@ from pathlib import Path
 
 from benchmarks.context import Context, Section
 from benchmarks.launch import REPO
-from benchmarks.report import command_line, load_average, write_report
+from benchmarks.report import command_line, load_average, with_previous, write_report
 from benchmarks.settings import FULL, SMOKE
 from dsdet.errors import DsdetError
 
@@ -22,6 +22,7 @@ BENCHMARKS = {
     "zero_memory": "benchmarks.zero_memory",
     "eval_time": "benchmarks.eval_time",
     "checkpointing": "benchmarks.checkpointing",
+    "checkpoint_save": "benchmarks.checkpoint_save",
     "accuracy": "benchmarks.accuracy",
 }
 
@@ -107,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         section = importlib.import_module(BENCHMARKS[name]).run(ctx)
         sections.append(section)
         print(f"[benchmarks] {name} done", flush=True)
+    if args.only:  # the benchmarks not re-run keep their sections of the previous report
+        sections = with_previous(report, sections)
     write_report(report, budget.mode, sections, started, load_at_start, command_line())
     ctx.work_dir.mkdir(parents=True, exist_ok=True)
     raw = {section.title: section.results for section in sections}

@@ -37,8 +37,9 @@ def run(ctx: Context) -> Section:
         f"{exp.train.batch_size} per rank on {ctx.budget.ranks} ranks, augmentations "
         f"{[item.name for item in exp.data.augment]}, seed {exp.train.seed}; AP on the val split by "
         "`dsdet.eval.CocoEvaluator` on both sides.",
-        f"- dsdet: the default experiment (DeepSpeed AdamW lr {exp.train.lr}, weight decay "
-        f"{exp.train.weight_decay}, WarmupLR over {exp.train.warmup_ratio:.0%} of the steps, ZeRO-2).",
+        f"- dsdet: the default experiment ({exp.train.optimizer.name} lr {exp.train.lr}, weight decay "
+        f"{exp.train.weight_decay} (none on norms and biases), linear warm-up over {exp.train.warmup_ratio:.0%} "
+        f"of the steps, then {exp.train.schedule.name}, ZeRO-2).",
         f"- plain DDP: torchvision's detection reference recipe: SGD momentum 0.9, lr 0.02 x {global_batch}/16 = "
         f"{reference_lr:g}, weight decay 1e-4, linear warm-up from 0.001x over the first epoch.",
         "",

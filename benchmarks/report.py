@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -86,8 +87,9 @@ def header(
         "# Benchmarks",
         "",
         f"Written by `{command}` ({mode} mode) on {started.strftime('%Y-%m-%d %H:%M UTC')} in "
-        f"{elapsed_s / 60:.1f} min. Every comparison ran side by side in this one invocation and is given as a "
-        "ratio; absolute numbers depend on the machine and its load. Do not edit by hand: run the suite again.",
+        f"{elapsed_s / 60:.1f} min. Every comparison ran side by side in one invocation and is given as a "
+        "ratio; absolute numbers depend on the machine and its load. A section that opens with 'Kept from' was "
+        "run by an earlier invocation. Do not edit by hand: run the suite again.",
         "",
         f"Why dsdet is slower where it is (profiles, causes, proposed fixes): [benchmarks/FINDINGS.md]({findings}), "
         "written by hand.",
@@ -120,6 +122,40 @@ def write_report(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines).rstrip() + "\n")
     return path
+
+
+_WRITTEN = re.compile(
+    r"^Written by `(?P<command>[^`]*)` \((?P<mode>\w+) mode\) on (?P<date>[\d-]+ [\d:]+ UTC)"
+)
+KEPT_PREFIX = "_Kept from the report written"
+
+
+def with_previous(path: Path, sections: list[Section]) -> list[Section]:
+    """`sections` laid into the report at `path`: each replaces the previous section of its title, in the previous
+    order, and the sections not re-run are kept, each opening with where it comes from (`--only`)."""
+    fresh = {section.title: section for section in sections}
+    merged = [fresh.pop(section.title, section) for section in _previous_sections(path)]
+    return merged + list(fresh.values())
+
+
+def _previous_sections(path: Path) -> list[Section]:
+    if not path.is_file():
+        return []
+    text = path.read_text()
+    written = next((m for line in text.splitlines() if (m := _WRITTEN.match(line))), None)
+    origin = (
+        f"{KEPT_PREFIX} on {written['date']} by `{written['command']}` ({written['mode']} mode)._"
+        if written
+        else f"{KEPT_PREFIX} before this one._"
+    )
+    kept = []
+    for chunk in text.split("\n## ")[1:]:
+        title, _, body = chunk.partition("\n")
+        lines = body.strip("\n").splitlines()
+        if not (lines and lines[0].startswith(KEPT_PREFIX)):
+            lines = [origin, "", *lines]
+        kept.append(Section(title, lines))
+    return kept
 
 
 def command_line() -> str:

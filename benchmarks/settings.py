@@ -104,6 +104,10 @@ FASTER_RCNN = ModelCase(
     roi_align=True,
 )
 TINY = ModelCase("tinyssd", {"image_size": 128}, batch_size=2)
+# The zoo's largest model (44M parameters), for checkpoint save time; one small image per rank.
+MASK_RCNN = ModelCase(
+    "maskrcnn_resnet50_fpn", {"min_size": 256, "max_size": 256}, batch_size=1, roi_align=True
+)
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,8 @@ class Budget:
     census_configs: tuple[str, ...]
     eval_repeats: int
     checkpointing_model: ModelCase | None  # activation checkpointing and pipeline runs; None: not run
+    checkpoint_model: ModelCase  # checkpoint save and verify time
+    checkpoint_repeats: int
     accuracy_epochs: int | None  # None: not run
     timeout_s: float
 
@@ -141,6 +147,8 @@ FULL = Budget(
     census_configs=tuple(ZERO_CONFIGS),
     eval_repeats=3,
     checkpointing_model=SSDLITE,
+    checkpoint_model=MASK_RCNN,
+    checkpoint_repeats=3,
     accuracy_epochs=8,
     timeout_s=600,
 )
@@ -159,6 +167,8 @@ SMOKE = Budget(
     census_configs=("ZeRO-2",),
     eval_repeats=1,
     checkpointing_model=None,
+    checkpoint_model=TINY,
+    checkpoint_repeats=1,
     accuracy_epochs=1,
     timeout_s=300,
 )

@@ -23,7 +23,7 @@ from dsdet.comm import all_gather_object
 from dsdet.config import DeepSpeedConfig, estimate_for_config, load_experiment, resolve_deepspeed_config
 from dsdet.engine.data import DataBundle, build_data
 from dsdet.engine.distributed import init_distributed
-from dsdet.engine.run import count_parameters, model_factory
+from dsdet.engine.run import build_optimizer, count_parameters, model_spec
 from dsdet.engine.strategy import DeepSpeedStrategy
 
 STEPS = 3
@@ -57,15 +57,15 @@ def minus(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
 def measure(config: str, overrides: list[str], data: DataBundle, world_size: int) -> dict:
     """Model-state bytes of this rank under `config`, next to the ZeRO-paper estimate."""
     exp = load_experiment(None, [*overrides, *ZERO_CONFIGS[config]])
-    factory = model_factory(exp, data.num_classes)
-    num_parameters = count_parameters(factory)
+    spec = model_spec(exp, data.num_classes)
+    num_parameters = count_parameters(spec)
     ds_config = resolve_deepspeed_config(
         exp, world_size=world_size, steps_per_epoch=len(data.train_loader), num_parameters=num_parameters
     )
     batches = list(islice(iter(data.train_loader), STEPS))
     before = live_tensor_bytes()
     strategy = DeepSpeedStrategy(ds_config)
-    strategy.prepare(factory())
+    strategy.prepare(strategy.build(spec), build_optimizer(exp, strategy.ds_config, len(data.train_loader)))
     after_backward = []
     for images, targets in batches:
         loss = sum(strategy.forward(*strategy.to_device(images, targets)).values())

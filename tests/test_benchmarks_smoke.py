@@ -10,9 +10,10 @@ import sys
 
 import pytest
 
-from benchmarks.context import failure_line
+from benchmarks.context import Section, failure_line
 from benchmarks.launch import RunRecord
 from benchmarks.measure import checkpoint_free_windows, cpu_seconds_per_image, steady_rates
+from benchmarks.report import with_previous
 from benchmarks.throughput import merge_launches
 from tests.runners import REPO, run
 
@@ -21,6 +22,7 @@ SECTIONS = (
     "ZeRO model-state memory vs estimate",
     "COCO evaluation time",
     "Activation checkpointing and pipeline parallelism",
+    "Checkpoint save and verify time",
     "Accuracy at a fixed budget",
 )
 NUMBER = re.compile(r"^-?\d[\d,]*(\.\d+)?$")
@@ -71,6 +73,9 @@ def test_smoke_mode_writes_a_complete_report(mini_data_dir, tmp_path):
         assert NUMBER.match(images_per_s) and float(images_per_s) > 0, row
         assert int(steps) >= 1 and NUMBER.match(cpu_per_image), row
         assert NUMBER.match(row[6]) and NUMBER.match(row[7]), row  # launch -> first step / checkpoint
+    for scheme in ("rank 0 hashes every file", "Checkpointer (each rank a share)"):
+        save = row_named(all_tables, "scheme", scheme)
+        assert NUMBER.match(save[1]) and NUMBER.match(save[3]), save
     memory = row_named(all_tables, "configuration", "ZeRO-2")
     assert NUMBER.match(memory[1]) and NUMBER.match(memory[2]), memory
     for label in ("dsdet default experiment", "plain DDP, torchvision reference recipe"):
@@ -136,9 +141,29 @@ def test_repeated_launches_pool_steps_and_keep_each_ranks_highest_peak():
             "first_checkpoint_s": None, "wall_s": 10.0, "error": error,
         }  # fmt: skip
 
-    row = merge_launches([launch([1.0, 2.0], 0.3, [100, 200], 5.0), launch([3.0, 4.0, 5.0], 0.1, [150, 120], 7.0)])
+    row = merge_launches(
+        [launch([1.0, 2.0], 0.3, [100, 200], 5.0), launch([3.0, 4.0, 5.0], 0.1, [150, 120], 7.0)]
+    )
     assert row["rates"] == [1.0, 2.0, 3.0, 4.0, 5.0] and row["images_per_s"] == 3.0
     assert row["cpu_s_per_image"] == pytest.approx(0.2) and row["first_step_s"] == 6.0
     assert row["peak_rss_bytes"] == [150, 200] and row["wall_s"] == 20.0 and row["launches"] == 2
-    failed = merge_launches([launch([1.0], 0.3, [100, 200], 5.0), launch([], None, [], None, error="- failed")])
+    failed = merge_launches(
+        [launch([1.0], 0.3, [100, 200], 5.0), launch([], None, [], None, error="- failed")]
+    )
     assert not failed["ok"] and failed["images_per_s"] is None and failed["error"] == "- failed"
+
+
+def test_only_keeps_the_sections_it_did_not_run(tmp_path):
+    report = tmp_path / "BENCHMARKS.md"
+    report.write_text(
+        "# Benchmarks\n\nWritten by `python -m benchmarks` (full mode) on 2026-12-04 11:13 UTC in 33.3 min. ...\n\n"
+        "## First\n\nold first\n\n## Second\n\n| a |\n| --- |\n\n![plot](images/x.png)\n"
+    )
+    merged = with_previous(report, [Section("Second", ["new second"]), Section("Third", ["new third"])])
+    assert [section.title for section in merged] == ["First", "Second", "Third"]
+    assert merged[0].lines == [
+        "_Kept from the report written on 2026-12-04 11:13 UTC by `python -m benchmarks` (full mode)._",
+        "",
+        "old first",
+    ]
+    assert merged[1].lines == ["new second"] and merged[2].lines == ["new third"]

@@ -35,6 +35,8 @@ def test_generate_with_world_size_resolves_every_auto():
         "generate",
         "--preset",
         "zero3",
+        "--scheduler",
+        "WarmupLR",
         "--fp16",
         "--micro-batch",
         "8",
@@ -132,6 +134,13 @@ def test_explain_summarizes_and_estimates_memory(tmp_path):
     # bf16 autocast keeps fp32 weights: ZeRO-2 over 2 ranks: weights 4 MB, gradients 4 MB / 2, and 12 MB / 2
     # of Adam states (fp32 weight partition, momentum, variance)
     assert "parameters 3.8 MiB, gradients 1.9 MiB, optimizer states 5.7 MiB" in out.stdout
+    assert "optimizer: adamw built by dsdet (train.optimizer) lr=0.002, weight_decay=0.0001" in out.stdout
+    assert "scheduler: cosine built by dsdet (train.schedule): linear warm-up from 0.001 x lr" in out.stdout
+
+    experiment.write_text("train: {optimizer: {name: sgd}, schedule: {name: multistep, gamma: 0.5}}\n")
+    out = dsdet("explain", experiment, "--world-size", "2", "--num-params", "1000000")
+    assert "momentum=0.9, nesterov=false" in out.stdout and "then x0.5 at [0.67, 0.89] of the steps" in out.stdout
+    assert "optimizer states 3.8 MiB" in out.stdout  # SGD: one momentum buffer and the fp32 partition, / 2
 
 
 def test_list_presets_and_bad_arguments():

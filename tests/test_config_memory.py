@@ -62,6 +62,8 @@ def test_estimate_for_a_config_reads_stage_precision_and_offload():
     # bf16 autocast keeps fp32 weights and gradients
     config = generate_deepspeed_config(["zero2_offload", "bf16"])
     assert estimate_for_config(config, PSI, world_size=4) == MemoryEstimate(4_000_000, 1_000_000, 0, 3_000_000)
+    # the config names no optimizer: dsdet's SGD keeps one momentum buffer (4 + 4 master bytes), not Adam's two
+    assert estimate_for_config(config, PSI, world_size=4, optimizer="sgd").offloaded == 2_000_000
 
 
 def test_bad_inputs_are_refused():

@@ -50,7 +50,11 @@ def test_preset_contents():
     assert generate_deepspeed_config(["zero3_offload"]).offload_device("offload_param") == "cpu"
     assert generate_deepspeed_config(["pipeline"]).zero_stage == 1
     bf16 = generate_deepspeed_config(["bf16"])
-    assert bf16.precision == "autocast" and bf16.get("bf16.enabled") is False and bf16.get("fp16.enabled") is False
+    assert (
+        bf16.precision == "autocast"
+        and bf16.get("bf16.enabled") is False
+        and bf16.get("fp16.enabled") is False
+    )
     assert generate_deepspeed_config().to_deepspeed_dict(allow_auto=True) == BASE_DEEPSPEED
 
 
@@ -60,6 +64,7 @@ def test_presets_and_options_compose_in_order():
         zero_stage=3,
         offload_param="nvme",
         nvme_path="/nvme",
+        optimizer="AdamW",
         lr=0.002,
         micro_batch=8,
         grad_accum=2,
@@ -123,6 +128,7 @@ def test_overlay_merges_sections_and_restarts_a_changed_type():
             "zero_optimization.offload_param.nvme_path: device nvme needs nvme_path",
         ),
         ({"micro_batch": 0}, "train_micro_batch_size_per_gpu: must be a positive integer or 'auto'"),
+        ({"lr": 0.1}, "--lr sets the lr of an optimizer DeepSpeed builds: add --optimizer"),
     ],
 )
 def test_impossible_choices_are_clear_errors(kwargs, message):
@@ -160,7 +166,9 @@ def test_deepspeed_initializes_the_presets_on_two_ranks(tmp_path):
         exp = ExperimentConfig.model_validate(
             {
                 "train": {"batch_size": 2, "grad_accum_steps": 2},
-                "deepspeed": generate_deepspeed_config([name]),
+                "deepspeed": generate_deepspeed_config(
+                    [name], optimizer="AdamW"
+                ),  # plain DeepSpeed builds it
             }
         )
         configs[name] = resolve_deepspeed_config(

@@ -43,6 +43,7 @@ def test_every_auto_is_filled_from_the_experiment():
             "train.warmup_ratio=0.25",
             "train.precision=bf16",
             "train.gradient_clipping=5.0",
+            "deepspeed.optimizer.type=AdamW",
             "deepspeed.scheduler.type=WarmupDecayLR",
             "deepspeed.zero_optimization={stage: 3, reduce_bucket_size: auto, stage3_param_persistence_threshold: auto}",
         ],
@@ -139,7 +140,7 @@ def test_all_conflicts_are_reported_together():
     deepspeed = {
         "train_batch_size": 12,
         "gradient_accumulation_steps": 3,
-        "scheduler": {"params": {"warmup_num_steps": 1000}},
+        "scheduler": {"type": "WarmupLR", "params": {"warmup_num_steps": 1000}},
     }
     exp = ExperimentConfig.model_validate({"deepspeed": deepspeed})
     with pytest.raises(ConfigError) as caught:
@@ -153,13 +154,25 @@ def test_all_conflicts_are_reported_together():
 
 
 def test_explicit_values_that_agree_are_kept():
-    ds = resolve(["train.lr=0.05", "deepspeed.optimizer.params.lr=0.05", "deepspeed.train_batch_size=8"])
+    ds = resolve(
+        [
+            "train.lr=0.05",
+            "deepspeed.optimizer={type: AdamW, params: {lr: 0.05}}",
+            "deepspeed.train_batch_size=8",
+        ]
+    )
     assert ds["optimizer"]["params"]["lr"] == 0.05 and ds["train_batch_size"] == 8
 
 
 def test_fill_only_keeps_explicit_values():
     exp = ExperimentConfig.model_validate(
-        {"train": {"lr": 0.01}, "deepspeed": {"optimizer": {"params": {"lr": 0.5}}}}
+        {
+            "train": {"lr": 0.01},
+            "deepspeed": {
+                "optimizer": {"type": "AdamW", "params": {"lr": 0.5}},
+                "scheduler": {"type": "WarmupLR"},
+            },
+        }
     )
     ds = resolve_deepspeed_config(
         exp, world_size=1, steps_per_epoch=10, num_parameters=None, must_match=False
@@ -168,7 +181,7 @@ def test_fill_only_keeps_explicit_values():
 
 
 def test_without_world_size_or_dataset_size_those_values_stay_auto():
-    config = fill_from_experiment(load_experiment(None))
+    config = fill_from_experiment(load_experiment(None, ["deepspeed.scheduler.type=WarmupLR"]))
     left = config.to_deepspeed_dict(allow_auto=True)
     assert left["train_batch_size"] == "auto" and left["scheduler"]["params"]["warmup_num_steps"] == "auto"
     assert left["train_micro_batch_size_per_gpu"] == 4
@@ -196,7 +209,8 @@ def test_resolved_default_experiment_is_accepted_by_deepspeed():
         2,
         2,
     )
-    assert parsed.torch_autocast_enabled and not parsed.bfloat16_config.enabled and parsed.optimizer_name == "adamw"
+    assert parsed.torch_autocast_enabled and not parsed.bfloat16_config.enabled
+    assert parsed.optimizer_name is None and parsed.scheduler_name is None  # dsdet builds both
 
 
 @pytest.mark.parametrize(
@@ -213,13 +227,11 @@ def test_resolved_default_experiment_is_accepted_by_deepspeed():
 def test_for_device_picks_torchs_fused_adamw_on_cpu_unless_chosen(params, device, expected):
     ds = {"optimizer": {"type": "AdamW", "params": {"lr": 0.1, **params}}}
     assert for_device(ds, device)["optimizer"]["params"] == {"lr": 0.1, **expected}
-    assert for_device({"optimizer": {"type": "SGD", "params": {"lr": 0.1}}}, device)["optimizer"]["params"] == {
-        "lr": 0.1
-    }
+    assert for_device({"optimizer": {"type": "SGD", "params": {"lr": 0.1}}}, device)["optimizer"][
+        "params"
+    ] == {"lr": 0.1}
 
 
 def test_fused_without_torch_adam_is_refused_by_name():
     with pytest.raises(DsdetError, match=r"optimizer\.params\.fused: selects torch's Adam kernel"):
-        load_experiment(
-            None, ["deepspeed.optimizer.params.torch_adam=false", "deepspeed.optimizer.params.fused=true"]
-        )
+        load_experiment(None, ["deepspeed.optimizer={type: AdamW, params: {torch_adam: false, fused: true}}"])

@@ -40,7 +40,10 @@ def test_every_key_has_a_row():
     sections.pop("deepspeed")
     expected = _leaves(sections, "") + [f"deepspeed.{name}" for name in known_keys()[""]]
     missing = [key for key in expected if f"`{key}`" not in text and f"`{key}." not in text]
-    assert not missing
+    # a tagged section's `name` is documented by one heading per choice (`train.optimizer` with `name: sgd`)
+    assert [
+        key for key in missing if not (key.endswith(".name") and f"`{key[:-5]}` with `name: " in text)
+    ] == []
 
 
 def test_emitted_keys_are_measured_from_resolution():

@@ -67,13 +67,29 @@ def test_doctor_names_a_broken_experiment_file(tmp_path: Path):
     ("overrides", "device", "needed"),
     [
         ([], "cpu", {"deepspeed_shm_comm"}),
-        (["deepspeed.optimizer.params.torch_adam=false"], "cpu", {"fused_adam", "deepspeed_shm_comm"}),
-        (["deepspeed.optimizer=null"], "cpu", {"deepspeed_shm_comm"}),
-        ([], "cuda", {"fused_adam"}),
-        (["deepspeed.optimizer.params.torch_adam=true"], "cuda", set()),
+        (
+            ["deepspeed.optimizer={type: AdamW, params: {torch_adam: false}}"],
+            "cpu",
+            {"fused_adam", "deepspeed_shm_comm"},
+        ),
+        ([], "cuda", set()),  # dsdet's AdamW is torch's fused kernel
+        (["deepspeed.zero_optimization={stage: 2, offload_optimizer: {device: cpu}}"], "cuda", {"cpu_adam"}),
+        (
+            [
+                "train.optimizer.name=sgd",
+                "deepspeed.zero_optimization={stage: 2, offload_optimizer: {device: cpu}}",
+            ],
+            "cuda",
+            set(),
+        ),
+        (["deepspeed.optimizer.type=AdamW"], "cuda", {"fused_adam"}),
+        (["deepspeed.optimizer={type: AdamW, params: {torch_adam: true}}"], "cuda", set()),
         (["deepspeed.optimizer={type: Lamb}", "deepspeed.zero_optimization.stage=0"], "cuda", {"fused_lamb"}),
         (
-            ["deepspeed.zero_optimization={stage: 3, offload_optimizer: {device: nvme, nvme_path: /nvme}}"],
+            [
+                "deepspeed.optimizer.type=Adam",
+                "deepspeed.zero_optimization={stage: 3, offload_optimizer: {device: nvme, nvme_path: /nvme}}",
+            ],
             "cuda",
             {"cpu_adam", "async_io"},
         ),

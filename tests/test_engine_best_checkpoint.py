@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dsdet.engine.checkpoint import Checkpointer, Storage
 from dsdet.engine.hooks import CheckpointHook
 from dsdet.engine.trainer import TrainState
 
 
 def hook(saved_at: int | None) -> CheckpointHook:
-    checkpoints = CheckpointHook(Path("unused"), None, keep_last=1, run_info={}, rng_state=dict)
+    checkpointer = Checkpointer(Path("unused"), Storage(key=0, index=0, size=1), keep_last=1, run_info={})
+    checkpoints = CheckpointHook(checkpointer, None, rng_state=dict)
     checkpoints.saved_at = saved_at
     return checkpoints
 

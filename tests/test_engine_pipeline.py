@@ -8,8 +8,7 @@ import sys
 import pytest
 import torch
 
-from dsdet.engine.checkpoint import checkpoints_dir, latest_good
-from dsdet.engine.export import consolidated_state_dict
+from dsdet.engine.checkpoint import checkpoints_dir, consolidated_state_dict, latest_good
 from dsdet.models import build_model
 from tests.runners import deepspeed_train, dsdet, read_jsonl, run
 from tests.test_engine_train import small_run

@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from dsdet.engine.checkpoint import checkpoints_dir, latest_good
+from dsdet.engine.checkpoint import checkpoints_dir, consolidated_state_dict, latest_good
 from dsdet.engine.cpu.shared_memory import segment_path
-from dsdet.engine.export import consolidated_state_dict
 from tests.runners import deepspeed_train, read_jsonl
 
 pytestmark = pytest.mark.distributed
@@ -55,7 +54,7 @@ ZERO_SETUPS = {
 }
 
 
-PARTITIONED = re.compile(r"parameters partitioned before deepspeed.initialize, (\d+) of (\d+) elements")
+PARTITIONED = re.compile(r"model built partitioned, (\d+) of (\d+) parameter elements")
 
 
 def test_zero_stages_and_offload_train_and_agree(mini_data_dir, tmp_path):
@@ -79,7 +78,7 @@ def test_zero_stages_and_offload_train_and_agree(mini_data_dir, tmp_path):
         assert f"collectives: {collectives}" in proc.stdout + proc.stderr
         malloc = "system defaults (train.cpu.malloc=system)" if plain_cpu else "freed memory kept for reuse"
         assert f"malloc: {malloc}" in proc.stdout + proc.stderr
-        if name.startswith("zero3"):  # partitioned before DeepSpeed wraps it: each rank holds about half
+        if name.startswith("zero3"):  # built partitioned: each rank holds about half
             local, total = map(int, PARTITIONED.search(proc.stdout + proc.stderr).groups())
             assert local < 0.75 * total, (local, total)
         losses[name] = [row["loss"] for row in read_jsonl(out / "train_log.jsonl")]

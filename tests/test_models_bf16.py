@@ -15,7 +15,7 @@ from dsdet.engine.cpu import configure_cpu_ranks
 from dsdet.engine.cpu.flags import cpu_flags
 from dsdet.engine.data import build_data
 from dsdet.engine.evaluation import predict_batches
-from dsdet.engine.run import count_parameters, model_factory
+from dsdet.engine.run import build_optimizer, count_parameters, model_spec
 from dsdet.engine.strategy import DeepSpeedStrategy
 from dsdet.models import list_models
 from tests.test_models_support import MODEL_TEST_KWARGS
@@ -54,14 +54,14 @@ def record_conv_dtypes(model: nn.Module) -> set[torch.dtype]:
 def test_bf16_autocast_trains_and_predicts(name, mini_data_dir, tmp_path, process_group):
     exp = bf16_experiment(mini_data_dir, tmp_path, name)
     data = build_data(exp, 1, 0)
-    factory = model_factory(exp, data.num_classes)
+    spec = model_spec(exp, data.num_classes)
     ds_config = resolve_deepspeed_config(
-        exp, world_size=1, steps_per_epoch=len(data.train_loader), num_parameters=count_parameters(factory)
+        exp, world_size=1, steps_per_epoch=len(data.train_loader), num_parameters=count_parameters(spec)
     )
     assert ds_config["torch_autocast"] == {"enabled": True, "dtype": "bfloat16"}
     strategy = DeepSpeedStrategy(ds_config)
     assert strategy.compute_dtype == torch.bfloat16
-    strategy.prepare(factory())
+    strategy.prepare(strategy.build(spec), build_optimizer(exp, strategy.ds_config, len(data.train_loader)))
     optimizer = strategy.engine.basic_optimizer
     assert type(optimizer) is torch.optim.AdamW and optimizer.defaults["fused"]  # dsdet's CPU choice
     conv_dtypes = record_conv_dtypes(strategy.module)
@@ -91,6 +91,8 @@ def test_bf16_on_a_cpu_without_bf16_units_warns(caplog, process_group):
     settings = CpuSection(collectives="gloo", malloc="system")
     with caplog.at_level(logging.WARNING, logger="dsdet"):
         for precision in ("bf16", "fp32"):  # fp32: never
-            configure_cpu_ranks(settings, world_size=1, ranks_on_node=1, first_on_node=False, precision=precision)
+            configure_cpu_ranks(
+                settings, world_size=1, ranks_on_node=1, first_on_node=False, precision=precision
+            )
     warnings = [r.message for r in caplog.records if "train.precision=bf16 on a CPU without" in r.message]
     assert len(warnings) == (0 if native else 1), warnings

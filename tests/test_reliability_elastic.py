@@ -9,11 +9,18 @@ import pytest
 import torch
 
 from dsdet.config import load_experiment, resolve_deepspeed_config
-from dsdet.engine.checkpoint import CheckpointRef, checkpoints_dir, latest_good, problem
+from dsdet.engine.checkpoint import (
+    Checkpointer,
+    CheckpointRef,
+    Storage,
+    checkpoints_dir,
+    consolidated_state_dict,
+    latest_good,
+    problem,
+)
 from dsdet.engine.data import build_data
-from dsdet.engine.export import consolidated_state_dict
 from dsdet.engine.resume import plan_resume, resume
-from dsdet.engine.run import count_parameters, model_factory
+from dsdet.engine.run import build_optimizer, count_parameters, model_spec
 from dsdet.engine.strategy import DeepSpeedStrategy
 from dsdet.engine.trainer import Trainer
 from dsdet.errors import DsdetError
@@ -94,13 +101,16 @@ def load_elsewhere(data_root, tmp_path, checkpoint: CheckpointRef, env, stage: i
         None, small_run(data_root, tmp_path, *SCHEDULE, zero(stage), f"train.resume={checkpoint.path}")
     )
     data = build_data(exp, 1, 0)
-    factory = model_factory(exp, data.num_classes)
+    spec = model_spec(exp, data.num_classes)
     ds_config = resolve_deepspeed_config(
-        exp, world_size=1, steps_per_epoch=len(data.train_loader), num_parameters=count_parameters(factory)
+        exp, world_size=1, steps_per_epoch=len(data.train_loader), num_parameters=count_parameters(spec)
     )
-    plan = plan_resume(exp, env, data.num_classes, ds_config)
+    checkpointer = Checkpointer(
+        exp.train.output_dir, Storage.of(env, node_local=False), keep_last=1, run_info={}
+    )
+    plan = plan_resume(exp, env, checkpointer, data.num_classes, ds_config)
     strategy = DeepSpeedStrategy(plan.deepspeed_config(ds_config))
-    strategy.prepare(factory())
+    strategy.prepare(strategy.build(spec), build_optimizer(exp, strategy.ds_config, len(data.train_loader)))
     trainer = Trainer(
         strategy, data.train_loader, data.batch_sampler, epochs=1, max_steps=None, nonfinite_loss="stop"
     )

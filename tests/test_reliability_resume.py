@@ -7,8 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dsdet.engine.checkpoint import checkpoints_dir, latest_good, list_tags
-from dsdet.engine.export import consolidated_state_dict
+from dsdet.engine.checkpoint import checkpoints_dir, consolidated_state_dict, latest_good, list_tags
 from tests.runners import deepspeed_train
 from tests.scripts.jobs import Job
 from tests.test_engine_train import small_run

@@ -19,7 +19,7 @@ from tests.test_engine_train import small_run
 
 PACKAGE = Path(dsdet.__file__).parent
 # DeepSpeed's own checkpoint files, written by our training (DeepSpeed pickles more than tensors in them).
-OWN_CHECKPOINT_READERS = {"engine/universal.py", "engine/export.py"}
+OWN_CHECKPOINT_READERS = {"engine/checkpoint/universal.py", "engine/checkpoint/export.py"}
 
 
 class Payload:

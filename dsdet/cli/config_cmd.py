@@ -106,11 +106,18 @@ def _add_generate(actions: argparse._SubParsersAction) -> None:
     generate.add_argument(
         "--activation-checkpointing", action="store_true", help="add the activation_checkpointing section"
     )
-    generate.add_argument("--optimizer", help="Adam, AdamW, Lamb or SGD")
     generate.add_argument(
-        "--scheduler", help="WarmupLR, WarmupDecayLR, WarmupCosineLR, OneCycle or LRRangeTest"
+        "--optimizer",
+        help="have DeepSpeed build Adam, AdamW, Lamb or SGD (default: dsdet builds train.optimizer)",
     )
-    generate.add_argument("--lr", type=float, help="learning rate (default: 'auto', from train.lr)")
+    generate.add_argument(
+        "--scheduler",
+        help="have DeepSpeed build WarmupLR, WarmupDecayLR, WarmupCosineLR, OneCycle or LRRangeTest "
+        "(default: dsdet builds train.schedule)",
+    )
+    generate.add_argument(
+        "--lr", type=float, help="the --optimizer's learning rate (default: 'auto', from train.lr)"
+    )
     generate.add_argument("--micro-batch", type=positive_int, help="train_micro_batch_size_per_gpu")
     generate.add_argument("--grad-accum", type=positive_int, help="gradient_accumulation_steps")
     generate.add_argument("--world-size", type=positive_int, help="resolve every 'auto' for this many ranks")
@@ -184,15 +191,17 @@ def run_explain(args: argparse.Namespace) -> int:
     """Print what a config does and the model-state memory per rank."""
     config = load_config_file(args.file)
     num_parameters = _count_parameters(args.model) if args.model else args.num_params
+    train = None
     if isinstance(config, ExperimentConfig):
         print(f"experiment: model {config.model.name}, precision {config.train.precision}")
+        train = config.train
         config = fill_from_experiment(
             config,
             world_size=args.world_size,
             steps_per_epoch=args.steps_per_epoch,
             num_parameters=num_parameters,
         )
-    for line in describe(config, world_size=args.world_size, num_parameters=num_parameters):
+    for line in describe(config, world_size=args.world_size, num_parameters=num_parameters, train=train):
         print(line)
     return 0
 

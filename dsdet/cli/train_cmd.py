@@ -54,7 +54,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from dsdet.engine.export import export_checkpoint
+    from dsdet.engine.checkpoint import export_checkpoint
 
     out = export_checkpoint(args.checkpoint, args.output)
     print(f"exported {out} (metadata in {out.name}.json)")

@@ -60,7 +60,9 @@ def check_unknown_keys(data: dict[str, Any], reads: set[tuple[str, str]], findin
             if close:
                 findings.problems.append(f"{where}: unknown key {key!r}, did you mean {close!r}?")
             else:
-                findings.warnings.append(f"deepspeed.{where}: DeepSpeed does not read this key; it has no effect")
+                findings.warnings.append(
+                    f"deepspeed.{where}: DeepSpeed does not read this key; it has no effect"
+                )
 
 
 def near_miss(key: str, keys: Iterable[str]) -> str | None:
@@ -79,7 +81,10 @@ def check_optimizer(data: dict[str, Any], zero_stage: int, findings: Findings) -
         return
     name = optimizer.get("type")
     if name is None:
-        findings.problems.append("optimizer: needs a 'type' (DeepSpeed ignores an optimizer block without one)")
+        findings.problems.append(
+            "optimizer: needs a 'type' (DeepSpeed ignores an optimizer block without one); name one, "
+            "or leave the block out and dsdet builds train.optimizer"
+        )
         return
     if not isinstance(name, str) or name == AUTO:
         return
@@ -190,4 +195,3 @@ def value_at(data: Any, path: str, default: Any = None) -> Any:
             return default
         data = data[key]
     return data
-

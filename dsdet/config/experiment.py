@@ -13,6 +13,7 @@ from pydantic import Field, field_serializer, field_validator, model_validator
 from dsdet.config.augment import AugmentConfig, HFlip
 from dsdet.config.base import Auto, Float, Int, StrictModel
 from dsdet.config.deepspeed import DeepSpeedConfig
+from dsdet.config.optim import AdamW, Cosine, OptimizerConfig, ScheduleConfig
 from dsdet.config.presets import BASE_DEEPSPEED, overlay
 
 Positive = Annotated[Int, Field(ge=1)]
@@ -130,10 +131,18 @@ class TrainSection(StrictModel):
     )
     batch_size: Positive = Field(4, description="Images per rank per forward pass (the micro batch).")
     grad_accum_steps: Positive = Field(1, description="Micro batches per optimizer step.")
-    lr: Annotated[Float, Field(gt=0)] = Field(0.002, description="Peak learning rate (AdamW by default).")
+    lr: Annotated[Float, Field(gt=0)] = Field(0.002, description="Peak learning rate.")
     weight_decay: Annotated[Float, Field(ge=0)] = Field(1e-4, description="Weight decay.")
     warmup_ratio: Annotated[Float, Field(ge=0, le=1)] = Field(
         0.1, description="Share of the steps spent warming up."
+    )
+    optimizer: OptimizerConfig = Field(
+        default_factory=lambda: AdamW(name="adamw"),
+        description="The optimizer dsdet builds (unless the deepspeed section names one).",
+    )
+    schedule: ScheduleConfig = Field(
+        default_factory=lambda: Cosine(name="cosine"),
+        description="The learning-rate schedule dsdet builds (unless the deepspeed section names a scheduler).",
     )
     precision: Literal["fp32", "bf16", "fp16"] = Field("fp32", description="Training precision.")
     gradient_clipping: Annotated[Float, Field(ge=0)] = Field(0.0, description="Max gradient norm (0 = off).")

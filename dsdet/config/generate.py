@@ -53,6 +53,11 @@ def generate_deepspeed_config(
         data["optimizer"] = _template("optimizer", optimizer, OPTIMIZER_TEMPLATES)
     if scheduler is not None:
         data["scheduler"] = _template("scheduler", scheduler, SCHEDULER_TEMPLATES)
+    if lr is not None and "optimizer" not in data:
+        raise DsdetError(
+            "--lr sets the lr of an optimizer DeepSpeed builds: add --optimizer (without one, dsdet builds "
+            "train.optimizer at train.lr)"
+        )
     data = overlay(
         data,
         _explicit_choices(
@@ -60,7 +65,11 @@ def generate_deepspeed_config(
         ),
     )
     chosen = str(data.get("optimizer", {}).get("type", ""))
-    if chosen and not zero_tested_optimizer(chosen) and data.get("zero_optimization", {}).get("stage", 0) >= 1:
+    if (
+        chosen
+        and not zero_tested_optimizer(chosen)
+        and data.get("zero_optimization", {}).get("stage", 0) >= 1
+    ):
         data["zero_allow_untested_optimizer"] = True
     return validate_model(DeepSpeedConfig, data, "generated config")
 

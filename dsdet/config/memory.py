@@ -10,7 +10,9 @@ from dsdet.errors import DsdetError
 
 # fp32 state kept per parameter by the optimizer: Adam-like two moments, SGD one momentum buffer.
 OPTIMIZER_STATE_BYTES = {"adam": 8, "adamw": 8, "lamb": 8, "sgd": 4}
-FP32_MASTER_BYTES = 4  # the fp32 copy of the weights an optimizer wrapper keeps (ZeRO paper's K = 12 for Adam)
+FP32_MASTER_BYTES = (
+    4  # the fp32 copy of the weights an optimizer wrapper keeps (ZeRO paper's K = 12 for Adam)
+)
 
 
 @dataclass(frozen=True)
@@ -72,14 +74,17 @@ def estimate_memory(
     )
 
 
-def estimate_for_config(config: DeepSpeedConfig, num_parameters: int, world_size: int) -> MemoryEstimate:
-    """estimate_memory with the stage, precision, optimizer and offload of a DeepSpeed config."""
+def estimate_for_config(
+    config: DeepSpeedConfig, num_parameters: int, world_size: int, optimizer: str | None = None
+) -> MemoryEstimate:
+    """estimate_memory with the stage, precision, optimizer and offload of a DeepSpeed config; `optimizer` is the
+    one dsdet builds when the config names none (Adam assumed when neither says)."""
     return estimate_memory(
         num_parameters,
         world_size=world_size,
         zero_stage=config.zero_stage,
         mixed_precision=config.precision in ("fp16", "bf16"),
-        optimizer=config.optimizer_type or "adam",
+        optimizer=config.optimizer_type or optimizer or "adam",
         offload_optimizer=config.offload_device("offload_optimizer") != "none",
         offload_param=config.offload_device("offload_param") != "none",
     )

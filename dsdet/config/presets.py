@@ -63,13 +63,12 @@ SCHEDULER_TEMPLATES: dict[str, dict[str, Any]] = {
 _TEMPLATES = {"optimizer": OPTIMIZER_TEMPLATES, "scheduler": SCHEDULER_TEMPLATES}
 
 # What `dsdet config generate` starts from and what an experiment's `deepspeed` section is laid over:
-# every value the experiment determines is "auto".
+# every value the experiment determines is "auto". It names no optimizer or scheduler: dsdet builds them from
+# train.optimizer and train.schedule, with parameter groups, and hands them to deepspeed.initialize.
 BASE_DEEPSPEED: dict[str, Any] = {
     "train_batch_size": "auto",
     "train_micro_batch_size_per_gpu": "auto",
     "gradient_accumulation_steps": "auto",
-    "optimizer": OPTIMIZER_TEMPLATES["AdamW"],
-    "scheduler": SCHEDULER_TEMPLATES["WarmupLR"],
     "zero_optimization": {"stage": 2},
     "bf16": {"enabled": "auto"},
     "fp16": {"enabled": "auto"},
@@ -171,7 +170,11 @@ PRESETS: dict[str, Preset] = {
         Preset(
             "bf16",
             "bfloat16 autocast with fp32 master weights",
-            {"torch_autocast": {"enabled": True, "dtype": "bfloat16"}, "bf16": {"enabled": False}, "fp16": {"enabled": False}},
+            {
+                "torch_autocast": {"enabled": True, "dtype": "bfloat16"},
+                "bf16": {"enabled": False},
+                "fp16": {"enabled": False},
+            },
         ),
         Preset(
             "fp16",
@@ -240,8 +243,8 @@ def typed_template(section: str, type_name: str) -> dict[str, Any] | None:
 
 
 def overlay(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
-    """`patch` laid over `base` (nested dicts merge, other values replace); an optimizer or scheduler whose
-    `type` changes starts again from that type's template instead of keeping the old type's params."""
+    """`patch` laid over `base` (nested dicts merge, other values replace); an optimizer or scheduler that
+    `patch` introduces or whose `type` it changes starts from that type's template instead of the old params."""
     merged = copy.deepcopy(base)
     for key, value in patch.items():
         old = merged.get(key)
@@ -254,6 +257,6 @@ def overlay(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
 
 
 def _changes_type(old: Any, new: Any) -> bool:
-    if not (isinstance(old, dict) and isinstance(new, dict) and isinstance(new.get("type"), str)):
+    if not (isinstance(new, dict) and isinstance(new.get("type"), str)):
         return False
-    return str(old.get("type", "")).lower() != new["type"].lower()
+    return not isinstance(old, dict) or str(old.get("type", "")).lower() != new["type"].lower()

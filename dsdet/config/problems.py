@@ -152,7 +152,7 @@ def _walk(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[str, Any]:
 def _child(current: Any, key: Any) -> Any:
     if isinstance(current, type) and issubclass(current, BaseModel):
         field = current.model_fields.get(key)
-        return field.annotation if field is not None else None
+        return field.rebuild_annotation() if field is not None else None  # with a union's discriminator
     args = get_args(current)
     if get_origin(current) is tuple and args:
         return args[0] if args[-1] is Ellipsis else args[min(int(key), len(args) - 1)]

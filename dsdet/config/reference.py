@@ -2,7 +2,7 @@
 
 Every key gets its type, allowed values, default, description and the DeepSpeed key it ends up in. Which
 DeepSpeed keys an experiment setting decides is measured, not written down: each setting is changed in turn
-and the resolved DeepSpeed configs (under every scheduler type) are compared.
+and the resolved DeepSpeed configs (with a DeepSpeed optimizer and each DeepSpeed scheduler type) are compared.
 """
 
 from __future__ import annotations
@@ -46,9 +46,12 @@ same schema as JSON Schema for editors, and `dsdet config validate FILE` checks 
 
 - **default**: the value used when the key is left out.
 - **DeepSpeed key**: the key of the DeepSpeed JSON config that the setting decides. For the experiment
-  sections this is measured: dsdet resolves the config with and without a change of the setting, under
-  every scheduler type, and lists the keys that changed.
+  sections this is measured: dsdet resolves the config with and without a change of the setting, with a
+  DeepSpeed optimizer and each DeepSpeed scheduler type, and lists the keys that changed. `optimizer.*` and
+  `scheduler.*` keys apply only when the `deepspeed` section names an optimizer or scheduler; otherwise
+  dsdet builds them from `train.optimizer` and `train.schedule`.
 """
+
 
 def reference_markdown() -> str:
     """docs/configuration.md: one table per config section, one row per key."""
@@ -93,8 +96,13 @@ class _Walker:
             if name == skip:
                 continue
             key = f"{path}.{name}"
-            inner = _unwrap(field.annotation)[0]
-            if get_origin(inner) is list:  # a list of tagged sections (data.augment)
+            inner, chooser, tagged = _unwrap(field.rebuild_annotation())
+            if chooser is not None:  # one tagged section (train.optimizer)
+                row = self._row(model, name, key, defaults.get(name, _default(field)))
+                row[1:3] = ["mapping", f"`name`: {', '.join(tag for _, tag in tagged)}"]
+                rows.append(row)
+                nested += [(m, key, {}, f" with `name: {tag}`", "name") for m, tag in tagged]
+            elif get_origin(inner) is list:  # a list of tagged sections (data.augment)
                 members = _unwrap(get_args(inner)[0])[2]
                 row = self._row(model, name, key, defaults.get(name, _default(field)))
                 row[2] = f"items with `name`: {', '.join(tag for _, tag in members)}"
@@ -103,7 +111,9 @@ class _Walker:
             elif isinstance(inner, type) and issubclass(inner, BaseModel):
                 nested.append((inner, key, defaults.get(name) or {}, qualifier, ""))
             else:
-                rows.append(self._row(model, name, key, defaults[name] if name in defaults else _default(field)))
+                rows.append(
+                    self._row(model, name, key, defaults[name] if name in defaults else _default(field))
+                )
         if rows:
             self.tables.append(_table(heading, (model.__doc__ or "").strip(), rows))
         for member, key, member_defaults, member_qualifier, member_skip in nested:
@@ -188,7 +198,10 @@ def _table(heading: str, description: str, rows: list[list[str]]) -> str:
 
 def emitted_deepspeed_keys() -> dict[str, list[str]]:
     """Experiment setting (e.g. `train.lr`) -> the DeepSpeed keys whose resolved value changes with it."""
-    baselines = [{"deepspeed": {"scheduler": {"type": name}}} for name in SCHEDULER_TEMPLATES]
+    baselines = [
+        {"deepspeed": {"optimizer": {"type": "AdamW"}, "scheduler": {"type": name}}}
+        for name in SCHEDULER_TEMPLATES
+    ]
     resolved = [_flat(_resolve(data, must_be_valid=True)) for data in baselines]
     emitted: dict[str, set[str]] = {}
     for section in ("model", "data", "train", "eval"):

@@ -27,8 +27,13 @@ def needed_ops(exp: ExperimentConfig, device: str) -> dict[str, str]:
     needed = {}
     kind = (ds.optimizer_type or "").lower()
     optimizer = for_device(ds.to_deepspeed_dict(allow_auto=True), device).get("optimizer") or {}
-    if kind in ("adam", "adamw") and not optimizer.get("params", {}).get("torch_adam", False):
-        if ds.offload_device("offload_optimizer") != "none":
+    offloaded = ds.offload_device("offload_optimizer") != "none"
+    if not kind and exp.train.optimizer.name == "adamw" and offloaded and device != "cpu":
+        needed["cpu_adam"] = (
+            "train.optimizer adamw with the optimizer offloaded (dsdet builds DeepSpeedCPUAdam)"
+        )
+    elif kind in ("adam", "adamw") and not optimizer.get("params", {}).get("torch_adam", False):
+        if offloaded:
             needed["cpu_adam"] = f"{ds.optimizer_type} with the optimizer offloaded"
         else:
             needed["fused_adam"] = f"{ds.optimizer_type} on {device}"
@@ -37,7 +42,9 @@ def needed_ops(exp: ExperimentConfig, device: str) -> dict[str, str]:
     if "nvme" in offload:
         needed["async_io"] = "offload to NVMe"
     if device == "cpu":
-        needed["deepspeed_shm_comm"] = "shared-memory gradient collectives of CPU ranks on one node (train.cpu.collectives); optional, gloo otherwise"
+        needed["deepspeed_shm_comm"] = (
+            "shared-memory gradient collectives of CPU ranks on one node (train.cpu.collectives); optional, gloo otherwise"
+        )
     return needed
 
 

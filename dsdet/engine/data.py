@@ -55,7 +55,7 @@ def build_datasets(exp: ExperimentConfig, root: str) -> tuple[DetectionDataset, 
     d = exp.data
     augment = [item.model_dump() for item in d.augment]
     with_masks = (
-        model_info(exp.model.name).family == "mask-rcnn"
+        "masks" in model_info(exp.model.name).targets
     )  # instance masks only where a model learns them
     train_set, val_set = (
         build_dataset(

@@ -64,3 +64,10 @@ def partitioned_elements(model: nn.Module) -> tuple[int, int]:
     total = sum(p.ds_numel for p in model.parameters())
     local = sum(p.ds_tensor.numel() for p in model.parameters())
     return local, total
+
+
+def is_partitioned(tensor: Any) -> bool:
+    """True for a ZeRO-3 parameter whose values are partitioned now (not gathered)."""
+    from deepspeed.runtime.zero.partition_parameters import ZeroParamStatus
+
+    return getattr(tensor, "ds_status", None) == ZeroParamStatus.NOT_AVAILABLE

@@ -8,12 +8,9 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-import torch
 from tqdm import tqdm
 
-from dsdet.comm import all_gather_object, barrier
-from dsdet.engine import checkpoint as ckpt
-from dsdet.engine.export import RUN_INFO
+from dsdet.engine.checkpoint import Checkpointer, tag_for_step
 from dsdet.engine.trainer import Hook, Trainer, TrainState
 from dsdet.eval import draw_detections, format_metrics
 
@@ -89,6 +86,7 @@ class ScalarLogHook(Hook):
         self.images_per_step = images_per_step
         self.last_time = time.perf_counter()
         self.last_step = 0
+        self.logged_eval_step: int | None = None
 
     def before_train(self, trainer: Trainer) -> None:
         self.last_step = trainer.state.global_step
@@ -110,19 +108,28 @@ class ScalarLogHook(Hook):
         with self.jsonl.open("a") as f:
             f.write(json.dumps({"step": step, "epoch": trainer.state.epoch, **scalars}) + "\n")
 
-    def log_eval(self, step: int, metrics: dict[str, float], images: Sequence[torch.Tensor]) -> None:
-        for name, value in metrics.items():
-            self.writer.add_scalar(f"val/{name}", value, step)
-        for i, image in enumerate(images):
-            self.writer.add_image(f"val/sample_{i}", image, step)
+    def after_epoch(self, trainer: Trainer) -> None:
+        self.log_new_evaluation(trainer.state)
+
+    def log_new_evaluation(self, state: TrainState) -> None:
+        """mAP and the drawn val images of an evaluation not logged yet (the EvalHook puts them in the state)."""
+        if state.metrics_step is None or state.metrics_step == self.logged_eval_step:
+            return
+        self.logged_eval_step = state.metrics_step
+        for name, value in state.metrics.items():
+            self.writer.add_scalar(f"val/{name}", value, state.metrics_step)
+        for i, image in enumerate(state.eval_images):
+            self.writer.add_image(f"val/sample_{i}", image, state.metrics_step)
         self.writer.flush()
 
     def after_train(self, trainer: Trainer) -> None:
+        self.log_new_evaluation(trainer.state)
         self.writer.close()
 
 
 class EvalHook(Hook):
-    """Every `every_epochs` epochs (and at the end): COCO metrics on all ranks into the training state."""
+    """Every `every_epochs` epochs (and at the end): COCO metrics on all ranks into the training state, with
+    `draw` also the sample val images with their detections, for the hooks that log them."""
 
     def __init__(
         self,
@@ -130,24 +137,25 @@ class EvalHook(Hook):
         every_epochs: int,
         class_names: Sequence[str],
         metrics_file: Path | None,
-        tensorboard: ScalarLogHook | None,
+        draw: bool,
     ):
         self.run_eval = run_eval
         self.every_epochs = every_epochs
         self.class_names = list(class_names)
         self.metrics_file = metrics_file
-        self.tensorboard = tensorboard
+        self.draw = draw
 
     def evaluate(self, trainer: Trainer) -> None:
         state = trainer.state
         metrics, samples = self.run_eval()
         state.metrics, state.metrics_step = metrics, state.global_step
+        if self.draw:
+            state.eval_images = [
+                draw_detections(img, pred, tgt, self.class_names) for img, tgt, pred in samples
+            ]
         if self.metrics_file is not None:
             with self.metrics_file.open("a") as f:
                 f.write(json.dumps({"epoch": state.epoch, "step": state.global_step, **metrics}) + "\n")
-        if self.tensorboard is not None:
-            images = [draw_detections(img, pred, tgt, self.class_names) for img, tgt, pred in samples]
-            self.tensorboard.log_eval(state.global_step, metrics, images)
 
     def after_epoch(self, trainer: Trainer) -> None:
         if self.every_epochs > 0 and trainer.state.epoch % self.every_epochs == 0:
@@ -161,23 +169,19 @@ class EvalHook(Hook):
 
 
 class CheckpointHook(Hook):
-    """Save every `every_steps` optimizer steps, after each epoch and at the end; keep the last `keep_last` and
-    the best: the checkpoint saved first after the evaluation with the highest `key` metric."""
+    """Save every `every_steps` optimizer steps, after each epoch and at the end; keep the checkpointer's last
+    `keep_last` and the best: the checkpoint saved first after the evaluation with the highest `key` metric."""
 
     def __init__(
         self,
-        root: Path,
+        checkpointer: Checkpointer,
         every_steps: int | None,
-        keep_last: int,
-        run_info: dict,
         rng_state: Callable[[], dict],
         key: str = "AP",
     ):
         self.key = key
-        self.root = root
+        self.checkpointer = checkpointer
         self.every_steps = every_steps
-        self.keep_last = keep_last
-        self.run_info = run_info
         self.rng_state = rng_state
         self.saved_at: int | None = None
         self.save_at_next_step = False  # an epoch ended between the micro-batches of one optimizer step
@@ -190,23 +194,17 @@ class CheckpointHook(Hook):
         state = trainer.state
         if self.saved_at == state.global_step:
             return
-        ref = ckpt.CheckpointRef(self.root, ckpt.tag_for_step(state.global_step))
-        self.track_best(state, ref.tag)
-        client_state = {"trainer": state.to_dict(), "rng": all_gather_object(self.rng_state())}
-        trainer.strategy.save(ref, client_state, extra_files={RUN_INFO: json.dumps(self.run_info, indent=1)})
+        self.track_best(state, tag_for_step(state.global_step))
+        protect = {state.best_tag} if state.best_tag else set()
+        self.checkpointer.save(trainer.strategy, state.to_dict(), self.rng_state(), protect)
         self.saved_at = state.global_step
-        if trainer.strategy.is_main:
-            removed = ckpt.prune(
-                self.root, self.keep_last, protect={state.best_tag} if state.best_tag else set()
-            )
-            if removed:
-                log.debug("pruned checkpoints %s", removed)
-        barrier()
 
     def track_best(self, state: TrainState, tag: str) -> None:
         """Name `tag` the best checkpoint when it is the first saved since an evaluation that beat the best."""
         value = state.metrics.get(self.key)
-        fresh = state.metrics_step is not None and (self.saved_at is None or state.metrics_step > self.saved_at)
+        fresh = state.metrics_step is not None and (
+            self.saved_at is None or state.metrics_step > self.saved_at
+        )
         if value is not None and fresh and (state.best_metric is None or value > state.best_metric):
             state.best_metric, state.best_tag = value, tag
 

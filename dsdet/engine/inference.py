@@ -9,8 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dsdet.engine.checkpoint import find_checkpoint
-from dsdet.engine.export import consolidated_state_dict, run_info
+from dsdet.engine.checkpoint import consolidated_state_dict, find_checkpoint, run_info
 from dsdet.errors import DsdetError
 from dsdet.models import build_model
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import deepspeed
 import torch
 from torch import nn
 
 from dsdet.comm import any_ranks
 from dsdet.engine.deepspeed_internals import additional_losses
+from dsdet.engine.optim import OptimizerSetup
 from dsdet.engine.pipeline import PackedBatches, Packer, gather_plain_state_dict, to_pipeline
-from dsdet.engine.strategy import Batch, DeepSpeedStrategy, StepResult
+from dsdet.engine.strategy import Batch, DeepSpeedStrategy, StepResult, initialize
 from dsdet.errors import DsdetError
 
 
@@ -40,7 +40,7 @@ class PipelineStrategy(DeepSpeedStrategy):
         self.plain: nn.Module | None = None
         self.packer: Packer | None = None
 
-    def prepare(self, model: nn.Module) -> None:
+    def prepare(self, model: nn.Module, optim: OptimizerSetup) -> None:
         """Split `model` into stages and `deepspeed.initialize` the PipelineModule."""
         section = self.ds_config.get("pipeline", {})
         pipe = to_pipeline(
@@ -50,10 +50,8 @@ class PipelineStrategy(DeepSpeedStrategy):
             activation_checkpoint_interval=section.get("activation_checkpoint_interval", 0),
         )
         self.plain, self.packer = model, Packer(model.transform)
-        trainable = [p for p in pipe.parameters() if p.requires_grad]
-        self.engine, _, _, _ = deepspeed.initialize(
-            model=pipe, model_parameters=trainable, config=self.ds_config
-        )
+        self.ds_config = {**self.ds_config, **optim.config_keys}
+        self.engine = initialize(pipe, optim, self.ds_config)
 
     def train_step(self, batches: list[Batch], stop: bool) -> StepResult:
         """Forward, backward and optimizer step over the micro-batches of one step, through every stage.

@@ -11,12 +11,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from dsdet.comm import barrier, broadcast_object
+from dsdet.comm import barrier
 from dsdet.config import ExperimentConfig
-from dsdet.engine import checkpoint as ckpt
-from dsdet.engine import universal
+from dsdet.engine.checkpoint import Checkpointer, CheckpointRef, client_parts, run_info, universal
 from dsdet.engine.distributed import DistEnv
-from dsdet.engine.export import run_info
 from dsdet.engine.strategy import DeepSpeedStrategy
 from dsdet.engine.trainer import Trainer
 from dsdet.errors import DsdetError
@@ -60,33 +58,22 @@ def model_identity(exp: ExperimentConfig, num_classes: int) -> dict[str, Any]:
 class ResumePlan:
     """The checkpoint to resume (None: a fresh run) and what DeepSpeed loads: it, or its universal form."""
 
-    ref: ckpt.CheckpointRef | None = None
+    ref: CheckpointRef | None = None
     saved: dict[str, Any] = field(default_factory=dict)  # the checkpoint's run_info.json
-    universal: ckpt.CheckpointRef | None = None
+    universal: CheckpointRef | None = None
 
     def deepspeed_config(self, ds_config: dict) -> dict:
         """The DeepSpeed config to initialize with (universal loading switched on when needed)."""
         return universal.with_universal_loading(ds_config) if self.universal else ds_config
 
 
-def _agreed_checkpoint(exp: ExperimentConfig, env: DistEnv) -> ckpt.CheckpointRef | None:
-    """Rank 0 looks up `train.resume` (reading every file once to verify it) and tells the others."""
-    found: tuple[ckpt.CheckpointRef | None, str | None] = (None, None)
-    if env.is_main and exp.train.resume:
-        try:
-            found = (ckpt.find_checkpoint(exp.train.resume, exp.train.output_dir), None)
-        except DsdetError as exc:
-            found = (None, str(exc))
-    ref, error = broadcast_object(found)
-    if error is not None:
-        raise DsdetError(error)
-    return ref
-
-
-def plan_resume(exp: ExperimentConfig, env: DistEnv, num_classes: int, ds_config: dict) -> ResumePlan:
-    """Find `train.resume` (auto: the run's newest good checkpoint), check it fits this model, and convert it
-    to a universal checkpoint (rank 0, once) when the world size or ZeRO stage changed. Call on every rank."""
-    ref = _agreed_checkpoint(exp, env)
+def plan_resume(
+    exp: ExperimentConfig, env: DistEnv, checkpointer: Checkpointer, num_classes: int, ds_config: dict
+) -> ResumePlan:
+    """Find `train.resume` (auto: the run's newest good checkpoint, verified by every rank), check it fits this
+    model, and convert it to a universal checkpoint (rank 0, once) when the world size or ZeRO stage changed.
+    Call on every rank."""
+    ref = checkpointer.find(exp.train.resume, exp.train.output_dir)
     if ref is None:
         return ResumePlan()
     saved = run_info(ref)
@@ -121,8 +108,8 @@ def resume(
         universal.restore_buffers(strategy.module, plan.universal)
     else:
         client_state = strategy.load(plan.ref)
-    trainer.state.load(client_state["trainer"])
-    rng = client_state.get("rng", [])
+    trainer_state, rng = client_parts(client_state)
+    trainer.state.load(trainer_state)
     if len(rng) == env.world_size:
         set_rng_state(rng[env.rank])
     else:  # another world size: keep the data position in samples, reseed per rank

@@ -16,11 +16,14 @@ import torch
 from deepspeed.accelerator import get_accelerator
 from torch import nn
 
-from dsdet.comm import any_ranks, barrier
+from dsdet.comm import any_ranks
 from dsdet.config import for_device
-from dsdet.engine import checkpoint as ckpt
+from dsdet.engine.checkpoint import layout as ckpt
 from dsdet.engine.deepspeed_internals import engine_micro_steps, partitioned_elements
+from dsdet.engine.optim import OptimizerSetup
+from dsdet.engine.sharded_build import build_partitioned
 from dsdet.errors import DsdetError
+from dsdet.models.build import ModelSpec
 
 log = logging.getLogger("dsdet.engine")
 
@@ -67,22 +70,17 @@ def check_supported(ds_config: dict) -> None:
         )
 
 
-def partition_parameters(model: nn.Module, ds_config: dict) -> None:
-    """Partition a built model's parameters over the ranks with `deepspeed.zero.Init`, one tensor at a time:
-    rank 0's values are broadcast and each rank keeps its 1/N shard on the accelerator (or where
-    offload_param puts it), so no accelerator ever holds the whole model, which `deepspeed.initialize` of an
-    unpartitioned model would move there first.
-
-    The model is built first and partitioned after, not built inside the `zero.Init` context: torchvision's
-    detectors initialise child layers' weights in their parents' constructors, which inside the context would
-    write to already-partitioned (empty) parameters and silently keep the default initialisation."""
-    deepspeed.zero.Init(module=model, config_dict_or_path=ds_config, mem_efficient_linear=False)
-    local, total = partitioned_elements(model)
-    log.info(
-        "ZeRO-3: parameters partitioned before deepspeed.initialize, %d of %d elements on this rank",
-        local,
-        total,
+def initialize(model: nn.Module, optim: OptimizerSetup, ds_config: dict) -> deepspeed.DeepSpeedEngine:
+    """`deepspeed.initialize` with dsdet's parameter groups, optimizer and schedule (DeepSpeed builds those that
+    `optim` leaves as None from the config)."""
+    engine, _, _, _ = deepspeed.initialize(
+        model=model,
+        model_parameters=optim.groups(model),
+        optimizer=optim.optimizer,
+        lr_scheduler=optim.scheduler,
+        config=ds_config,
     )
+    return engine
 
 
 class DeepSpeedStrategy:
@@ -115,15 +113,21 @@ class DeepSpeedStrategy:
             return torch.float16
         return torch.float32
 
-    def prepare(self, model: nn.Module) -> None:
-        """`deepspeed.initialize` the model with the optimizer and scheduler of the config; under ZeRO-3 its
-        parameters are partitioned first (`partition_parameters`)."""
-        if self.zero_stage == 3:
-            partition_parameters(model, self.ds_config)
-        trainable = [p for p in model.parameters() if p.requires_grad]
-        self.engine, _, _, _ = deepspeed.initialize(
-            model=model, model_parameters=trainable, config=self.ds_config
-        )
+    def build(self, spec: ModelSpec) -> nn.Module:
+        """`spec`'s model; under ZeRO-3 constructed with its parameters partitioned (`build_partitioned`), so no
+        rank ever holds the whole model."""
+        if self.zero_stage != 3:
+            return spec()
+        model = build_partitioned(spec, self.ds_config)
+        local, total = partitioned_elements(model)
+        log.info("ZeRO-3: model built partitioned, %d of %d parameter elements on this rank", local, total)
+        return model
+
+    def prepare(self, model: nn.Module, optim: OptimizerSetup) -> None:
+        """`deepspeed.initialize` the model (from `build`) with `optim`'s parameter groups, optimizer and schedule
+        (or those the config names)."""
+        self.ds_config = {**self.ds_config, **optim.config_keys}
+        self.engine = initialize(model, optim, self.ds_config)
 
     @property
     def module(self) -> nn.Module:
@@ -191,25 +195,10 @@ class DeepSpeedStrategy:
     def is_main(self) -> bool:
         return self.engine.global_rank == 0
 
-    def save(
-        self, ref: ckpt.CheckpointRef, client_state: dict[str, Any], extra_files: dict[str, str]
-    ) -> None:
-        """Save on every rank; then rank 0 adds `extra_files`, marks the checkpoint complete and points `latest` at it."""
-        if self.is_main:
-            ckpt.begin_save(ref)  # no stale marker or files from an earlier save of this tag
-        barrier()
+    def save(self, ref: ckpt.CheckpointRef, client_state: dict[str, Any]) -> None:
+        """DeepSpeed's save of the engine (model, optimizer, schedule, `client_state`) into `ref`, on every rank;
+        the Checkpointer does the rest."""
         self.engine.save_checkpoint(str(ref.root), tag=ref.tag, client_state=client_state, save_latest=False)
-        barrier()
-        if self.is_main:
-            for name, text in extra_files.items():
-                (ref.path / name).write_text(text)
-            ckpt.mark_complete(
-                ref, {"global_step": self.global_step, "epoch": client_state["trainer"]["epoch"]}
-            )
-            latest_tmp = ref.root / "latest.tmp"
-            latest_tmp.write_text(ref.tag)
-            latest_tmp.replace(ref.root / "latest")
-        barrier()
 
     def load(self, ref: ckpt.CheckpointRef, *, module_only: bool = False) -> dict[str, Any]:
         """Restore model, optimizer, scheduler (unless `module_only`) and return the client state."""

@@ -29,11 +29,14 @@ class TrainState:
     best_tag: str | None = None  # the checkpoint saved after the best evaluation
     metrics_step: int | None = None  # the step `metrics` were evaluated at
     skipped_nonfinite: int = 0
+    # What the hooks share and checkpoints leave out: the last step's losses and the last evaluation.
     losses: dict[str, float] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
+    eval_images: list[torch.Tensor] = field(default_factory=list)  # val images with detections drawn (rank 0)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in vars(self).items() if k not in ("losses", "metrics", "metrics_step")}
+        transient = ("losses", "metrics", "metrics_step", "eval_images")
+        return {k: v for k, v in vars(self).items() if k not in transient}
 
     def load(self, saved: dict[str, Any]) -> None:
         for key in self.to_dict():

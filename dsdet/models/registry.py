@@ -17,9 +17,14 @@ _RESERVED = frozenset(
 )
 
 
+# A model's own optimizer rule for one of its parameters, by dotted name: {"lr_scale": ..., "weight_decay": ...}
+# (either may be left out), e.g. layer-wise learning-rate decay of a transformer backbone.
+ParamOverrides = Callable[[nn.Module, str], dict[str, float]]
+
+
 @dataclass(frozen=True)
 class ModelInfo:
-    """What `dsdet models` shows about one registered detector."""
+    """One registered detector: what `dsdet models` shows and what the engine needs to know about it."""
 
     name: str
     family: str
@@ -27,6 +32,9 @@ class ModelInfo:
     stock: bool
     builder: Callable[..., nn.Module] = field(repr=False, compare=False)
     accepted_kwargs: frozenset[str] = field(repr=False, compare=False)
+    param_overrides: ParamOverrides | None = field(default=None, repr=False, compare=False)
+    targets: frozenset[str] = frozenset({"boxes", "labels"})  # what each training target must hold
+    whole_build_reason: str | None = None  # why ZeRO-3 cannot construct it partitioned (None: it can)
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
@@ -45,8 +53,14 @@ def register_model(
     description: str,
     stock: bool = False,
     kwargs_from: Iterable[Callable] = (),
+    param_overrides: ParamOverrides | None = None,
+    targets: Iterable[str] = ("boxes", "labels"),
+    whole_build_reason: str | None = None,
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Register `builder(num_classes, **kwargs)`; accepted kwargs are its own and those of `kwargs_from`."""
+    """Register `builder(num_classes, **kwargs)`; accepted kwargs are its own and those of `kwargs_from`;
+    `param_overrides` sets the learning-rate scale or weight decay of chosen parameters; `targets` names what
+    each training target holds (masks for instance segmentation); `whole_build_reason` says why the builder
+    cannot run under ZeRO-3's partitioned construction, when it cannot."""
 
     def decorate(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY:
@@ -55,7 +69,15 @@ def register_model(
         for source in kwargs_from:
             accepted |= _named_parameters(source)
         _REGISTRY[name] = ModelInfo(
-            name, family, description, stock, builder, frozenset(accepted - _RESERVED)
+            name,
+            family,
+            description,
+            stock,
+            builder,
+            frozenset(accepted - _RESERVED),
+            param_overrides,
+            frozenset(targets),
+            whole_build_reason,
         )
         return builder
 

@@ -24,46 +24,56 @@ _STOCK = (
         SSD,
         "ssd",
         "SSDLite 320x320 on MobileNetV3-Large (reduced tail), depthwise-separable heads",
+        {
+            "whole_build_reason": "torchvision's builder runs the backbone to count its output channels, "
+            "which partitioned parameters cannot do"
+        },
     ),
     (
         detection.fasterrcnn_resnet50_fpn,
         detection.FasterRCNN,
         "faster-rcnn",
         "Faster R-CNN, ResNet-50 FPN backbone, RPN + RoIAlign box head",
+        {},
     ),
     (
         detection.fasterrcnn_mobilenet_v3_large_fpn,
         detection.FasterRCNN,
         "faster-rcnn",
         "Faster R-CNN, MobileNetV3-Large FPN backbone (light two-stage detector)",
+        {},
     ),
     (
         detection.maskrcnn_resnet50_fpn,
         detection.MaskRCNN,
         "mask-rcnn",
         "Mask R-CNN, ResNet-50 FPN: Faster R-CNN plus a per-instance mask head",
+        {"targets": ("boxes", "labels", "masks")},
     ),
     (
         detection.retinanet_resnet50_fpn,
         detection.RetinaNet,
         "retinanet",
         "RetinaNet, ResNet-50 FPN, focal loss one-stage anchor-based detector",
+        {},
     ),
     (
         detection.fcos_resnet50_fpn,
         detection.FCOS,
         "fcos",
         "FCOS, ResNet-50 FPN, anchor-free one-stage detector with centerness",
+        {},
     ),
 )
 
-for _builder, _detector, _family, _description in _STOCK:
+for _builder, _detector, _family, _description, _capabilities in _STOCK:
     register_model(
         _builder.__name__,
         family=_family,
         description=_description,
         stock=True,
         kwargs_from=(_builder, _detector),
+        **_capabilities,
     )(partial(_from_scratch, _builder))
 
 

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from dsdet.errors import DsdetError
+from dsdet.models.whole_tensors import WholeTensors, already_whole
 
 # Wrappers under which training tools store the state dict.
 _STATE_DICT_KEYS = ("model", "module", "state_dict")
@@ -34,6 +35,11 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def _shape(tensor: torch.Tensor) -> tuple[int, ...]:
+    """A tensor's full shape, also when ZeRO-3 has partitioned it (`ds_shape`)."""
+    return tuple(getattr(tensor, "ds_shape", tensor.shape))
+
+
 def _mismatches(model_state: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> list[str]:
     """Human-readable differences between the model's keys and shapes and those of `state`."""
     own = {k: v for k, v in model_state.items() if not k.endswith(_IGNORED_SUFFIX)}
@@ -41,17 +47,18 @@ def _mismatches(model_state: dict[str, torch.Tensor], state: dict[str, torch.Ten
     problems = [f"missing {k}" for k in own if k not in given]
     problems += [f"unexpected {k}" for k in given if k not in own]
     problems += [
-        f"{k} has shape {tuple(given[k].shape)}, model wants {tuple(own[k].shape)}"
+        f"{k} has shape {tuple(given[k].shape)}, model wants {_shape(own[k])}"
         for k in own
-        if k in given and given[k].shape != own[k].shape
+        if k in given and tuple(given[k].shape) != _shape(own[k])
     ]
     return problems
 
 
-def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
-    """Load `path` into `model` with strict key and shape checks; a mismatch names the first keys."""
+def load_weights(model: nn.Module, path: str | Path, whole: WholeTensors = already_whole) -> nn.Module:
+    """Load `path` into `model` with strict key and shape checks; a mismatch names the first keys. Values go in
+    one module at a time, each module's own parameters made whole (`whole`) while they are written."""
     state = read_state_dict(path)
-    model_state = model.state_dict()
+    model_state = model.state_dict(keep_vars=True)
     problems = _mismatches(model_state, state)
     if problems:
         shown = "; ".join(problems[:3])
@@ -59,5 +66,13 @@ def load_weights(model: nn.Module, path: str | Path) -> nn.Module:
         raise DsdetError(f"model.weights: {path} does not fit the model: {shown}{more}")
     if any(t.is_meta for t in model_state.values()):
         return model  # a shape-only model (parameter counting): the fit is checked, there is nothing to copy
-    model.load_state_dict(state, strict=True)
+    for prefix, module in model.named_modules():
+        names = [
+            n for n, _ in (*module.named_parameters(recurse=False), *module.named_buffers(recurse=False))
+        ]
+        keys = {name: f"{prefix}.{name}" if prefix else name for name in names}
+        own = {name: state[key] for name, key in keys.items() if key in state}
+        if own:
+            with whole(list(module.parameters(recurse=False)), True):
+                module.load_state_dict(own, strict=False)
     return model

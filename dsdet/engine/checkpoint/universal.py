@@ -20,7 +20,7 @@ import torch
 from deepspeed.checkpoint.constants import PARAM
 from torch import nn
 
-from dsdet.engine import checkpoint as ckpt
+from dsdet.engine.checkpoint import layout as ckpt
 from dsdet.engine.deepspeed_internals import MODEL_STATES, ZERO3_MODEL_STATES
 from dsdet.errors import DsdetError
 

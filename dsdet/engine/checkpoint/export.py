@@ -10,20 +10,10 @@ from pathlib import Path
 import torch
 from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
-from dsdet.engine.checkpoint import CheckpointRef, find_checkpoint
-from dsdet.engine.deepspeed_internals import MODEL_STATES, OPTIM_STATES_GLOB
+from dsdet.engine.checkpoint.layout import CheckpointRef, find_checkpoint, run_info
+from dsdet.engine.deepspeed_internals import MODEL_STATES, OPTIM_STATES_GLOB, PIPELINE_LAYER_GLOB
 from dsdet.engine.pipeline import plain_state_dict
 from dsdet.errors import DsdetError
-
-RUN_INFO = "run_info.json"
-
-
-def run_info(ref: CheckpointRef) -> dict:
-    """What the checkpoint was trained with: experiment, class names, label → category id map."""
-    path = ref.path / RUN_INFO
-    if not path.is_file():
-        raise DsdetError(f"checkpoint {ref.path} has no {RUN_INFO}: it was not written by dsdet")
-    return json.loads(path.read_text())
 
 
 def _has_zero_optimizer_states(path: Path) -> bool:
@@ -34,7 +24,7 @@ def _has_zero_optimizer_states(path: Path) -> bool:
 def consolidated_state_dict(ref: CheckpointRef) -> dict[str, torch.Tensor]:
     """fp32 weights of the whole model, gathered from every rank's shard (DeepSpeed's zero_to_fp32), or from
     the per-layer files of a pipeline-parallel checkpoint."""
-    if any(ref.path.glob("layer_*-model_states.pt")):
+    if any(ref.path.glob(PIPELINE_LAYER_GLOB)):
         state = plain_state_dict(ref.path)
     elif _has_zero_optimizer_states(ref.path):
         with contextlib.redirect_stdout(io.StringIO()):
@@ -47,9 +37,10 @@ def consolidated_state_dict(ref: CheckpointRef) -> dict[str, torch.Tensor]:
     return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
 
 
-def export_checkpoint(spec: str | Path, out: str | Path) -> Path:
-    """Write `out` (a plain state dict) and `out`.json (model name, kwargs, classes) from a checkpoint."""
-    ref = find_checkpoint(spec)
+def export_checkpoint(spec: str | Path, out: str | Path, verify_contents: bool = True) -> Path:
+    """Write `out` (a plain state dict) and `out`.json (model name, kwargs, classes) from a checkpoint;
+    `verify_contents=False` skips re-hashing a checkpoint that was just saved and verified."""
+    ref = find_checkpoint(spec, verify_contents=verify_contents)
     info = run_info(ref)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
