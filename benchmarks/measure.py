@@ -67,9 +67,9 @@ def ratio(value: float | None, reference: float | None) -> float | None:
 def count_parameters(overrides: list[str], num_classes: int) -> int:
     """Trainable parameters of the experiment's model (built on the meta device by dsdet's own counter)."""
     from dsdet.engine.run import count_parameters as counter
-    from dsdet.engine.run import model_factory
+    from dsdet.engine.run import model_spec
 
-    return counter(model_factory(load_experiment(None, overrides), num_classes))
+    return counter(model_spec(load_experiment(None, overrides), num_classes))
 
 
 def run_num_classes(out_dir: Path) -> int | None:
