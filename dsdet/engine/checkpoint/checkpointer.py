@@ -24,6 +24,7 @@ from dsdet.engine.checkpoint.layout import (
     checkpoint_files,
     checkpoints_dir,
     digests,
+    first_usable,
     mark_complete,
     point_latest_at,
     problem,
@@ -127,16 +128,10 @@ class Checkpointer:
         refs, explicit, error = broadcast_object(found)
         if error is not None:
             raise DsdetError(error)
-        for ref in refs:
-            reason = self.verify(ref)
-            if reason is None:
-                return ref
-            if explicit:
-                raise DsdetError(f"checkpoint {ref.path} cannot be used: {reason}")
-            log.warning("skipping checkpoint %s: %s", ref.path, reason)
-        if str(spec) != "auto":
+        ref = first_usable(refs, self.verify, explicit)
+        if ref is None and str(spec) != "auto":
             raise DsdetError(f"no complete checkpoint found in {spec}")
-        return None
+        return ref
 
 
 def client_parts(client_state: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:

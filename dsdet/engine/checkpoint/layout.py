@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,12 +148,22 @@ def list_tags(root: Path) -> list[str]:
 
 def latest_good(root: Path, verify_contents: bool = True) -> CheckpointRef | None:
     """The newest complete, intact checkpoint under `root`, warning about each broken one passed over."""
-    for tag in reversed(list_tags(root)):
-        ref = CheckpointRef(root, tag)
-        reason = problem(ref, verify_contents)
-        if reason is None:
+    refs = [CheckpointRef(root, tag) for tag in reversed(list_tags(root))]
+    return first_usable(refs, lambda ref: problem(ref, verify_contents))
+
+
+def first_usable(
+    refs: list[CheckpointRef], reason: Callable[[CheckpointRef], str | None], explicit: bool = False
+) -> CheckpointRef | None:
+    """The first of `refs` for which `reason` gives None, warning about each one passed over; when `explicit`
+    (the user named that one checkpoint) a broken one is an error instead."""
+    for ref in refs:
+        why = reason(ref)
+        if why is None:
             return ref
-        log.warning("skipping checkpoint %s: %s", ref.path, reason)
+        if explicit:
+            raise DsdetError(f"checkpoint {ref.path} cannot be used: {why}")
+        log.warning("skipping checkpoint %s: %s", ref.path, why)
     return None
 
 
@@ -178,16 +189,10 @@ def find_checkpoint(
 ) -> CheckpointRef | None:
     """Resolve `train.resume`-style specs (see `candidates`) to the newest good checkpoint, in this process."""
     found, explicit = candidates(spec, output_dir)
-    for ref in found:
-        reason = problem(ref, verify_contents)
-        if reason is None:
-            return ref
-        if explicit:
-            raise DsdetError(f"checkpoint {ref.path} cannot be used: {reason}")
-        log.warning("skipping checkpoint %s: %s", ref.path, reason)
-    if str(spec) != "auto":
+    ref = first_usable(found, lambda ref: problem(ref, verify_contents), explicit)
+    if ref is None and str(spec) != "auto":
         raise DsdetError(f"no complete checkpoint found in {spec}")
-    return None
+    return ref
 
 
 def prune(root: Path, keep_last: int, protect: set[str]) -> list[str]:
